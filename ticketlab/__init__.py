@@ -1,0 +1,57 @@
+"""ticketlab: a Jupyter-native workbook for the science of sparse neural networks.
+
+The public API, one module per idea:
+
+* ``config``: ``device()``, ``quick()``, ``budget()``, ``cache_dir()``, ``generator()``
+* ``data``: ``xor()``, ``mnist()`` returning ``Dataset``\\s of on-device ``Split``\\s
+* ``models``: ``xor_mlp``, ``lenet_300_100``, ``conv4``, ``resnet``
+* ``train``: ``train()``, ``TrainConfig``, ``TrainResult``, ``evaluate()``
+* ``population``: ``train_population()``, many small networks as one batched computation
+* ``masks`` / ``prune``: ``Mask`` and pure pruning functions returning new masks
+* ``rewind``: ``rewind()`` and the controls (``reinit``, ``random``, ``shuffled``, ``sign``)
+* ``recipes`` / ``imp``: hashed experiment configs and cached, resumable IMP (``imp.run``)
+* ``verdict``, ``connectivity``, ``plots``: pre-registered claims, mode connectivity, figures
+"""
+
+from __future__ import annotations
+
+from . import imp, prune, recipes
+from .config import budget, cache_dir, device, generator, quick
+from .data import Dataset, Split, mnist, xor
+from .masks import Mask
+from .models import conv4, lenet_300_100, resnet, xor_mlp
+from .population import train_population
+from .recipes import Recipe
+from .rewind import control, rewind
+from .train import TrainConfig, TrainResult, evaluate, train
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Dataset",
+    "Mask",
+    "Recipe",
+    "Split",
+    "TrainConfig",
+    "TrainResult",
+    "__version__",
+    "budget",
+    "cache_dir",
+    "control",
+    "conv4",
+    "device",
+    "evaluate",
+    "generator",
+    "imp",
+    "lenet_300_100",
+    "mnist",
+    "prune",
+    "quick",
+    "recipes",
+    "resnet",
+    "rewind",
+    "train",
+    "train_population",
+    "xor",
+    "xor_mlp",
+]

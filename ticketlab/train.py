@@ -1,0 +1,422 @@
+"""Training on tensors that live on the device: no DataLoader, no host round-trips per step.
+
+One call, ``train(model, data, ...)``, trains a model in place and returns a ``TrainResult``.
+What makes it suitable for lottery-ticket science:
+
+* **Data order is its own seed.** Each epoch is a fresh permutation of the training set drawn from
+  ``generator(data_seed)``; the last partial batch of an epoch is dropped. Changing ``data_seed``
+  changes the "SGD noise" while the initialization stays fixed.
+* **Masks are enforced exactly.** With ``mask`` (a ``ticketlab.Mask`` or any mapping name → bool
+  tensor) pruned weights are zeroed before training, their gradients are masked, and they are
+  zeroed again after every optimizer step, so neither momentum nor weight decay can revive them.
+* **Frozen entries stay bit-identical.** ``grad_mask`` marks, per element, which entries of a
+  parameter may train; the others are restored to their starting values after every step (used by
+  the BatchNorm-only control, which trains a random subset of weights).
+* **Resuming from step k** (``start_step``) replays the learning-rate schedule and data order from
+  step k. The optimizer starts fresh (zero Adam moments / momentum), as in open_lth's rewinding.
+* **Early stopping is measured after the fact**: ``early_stop_step`` is the evaluation step with the
+  minimum validation loss (Frankle & Carbin 2019), training always runs to ``steps``.
+
+Evaluation every ``eval_every`` steps is the only point where the host waits for the device
+(one small transfer, which also detects divergence).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import generator
+
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "batch_indices",
+    "evaluate",
+    "loss_and_correct",
+    "train",
+]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train: optimizer, schedule, length, evaluation cadence.
+
+    ``steps`` is the absolute step training ends at (so resuming from ``start_step=k`` trains
+    ``steps - k`` more). ``lr`` is the peak learning rate; at step t the rate is
+    ``lr × min(1, (t + 1) / warmup_steps) × gamma ** (number of milestones ≤ t)``.
+    ``weight_decay`` is L2 added to the gradient (classic Adam/SGD, not AdamW).
+    """
+
+    steps: int = 1000
+    batch_size: int = 60
+    optimizer: str = "adam"
+    lr: float = 1.2e-3
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
+    eval_every: int = 100
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("adam", "sgd"):
+            raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
+        for name in ("steps", "batch_size", "eval_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr!r}")
+        if self.momentum < 0 or self.weight_decay < 0 or self.warmup_steps < 0:
+            raise ValueError("momentum, weight_decay and warmup_steps must be >= 0")
+        if self.momentum and self.optimizer == "adam":
+            raise ValueError("momentum applies to SGD only; Adam has its own betas")
+        object.__setattr__(self, "milestones", tuple(sorted(int(m) for m in self.milestones)))
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate used for the update at ``step`` (0-based)."""
+        warm = min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps else 1.0
+        decays = sum(1 for m in self.milestones if m <= step)
+        return self.lr * warm * self.gamma**decays
+
+    def replace(self, **changes) -> TrainConfig:
+        """A copy with ``changes``; unknown names raise a clear error."""
+        unknown = set(changes) - {f.name for f in fields(self)}
+        if unknown:
+            valid = [f.name for f in fields(self)]
+            raise TypeError(f"unknown training setting(s) {sorted(unknown)}; valid: {valid}")
+        return replace(self, **changes)
+
+
+@dataclass
+class TrainResult:
+    """What one training run produced.
+
+    ``history`` has one row per evaluation: step, train_loss (mean over the steps since the previous
+    evaluation; NaN at the starting step), val_loss, val_acc, test_acc (accuracies in [0, 1]).
+    ``checkpoints`` maps a step to a cloned ``state_dict`` taken *before* that step's update.
+    """
+
+    history: pd.DataFrame
+    config: TrainConfig
+    checkpoints: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict, repr=False)
+    diverged: bool = False
+    message: str = ""
+    wall_time: float = 0.0
+    model: nn.Module | None = field(default=None, repr=False)
+
+    @property
+    def final(self) -> pd.Series:
+        return self.history.iloc[-1]
+
+    @property
+    def test_acc(self) -> float:
+        return float(self.final["test_acc"])
+
+    @property
+    def val_acc(self) -> float:
+        return float(self.final["val_acc"])
+
+    @property
+    def train_loss(self) -> float:
+        return float(self.final["train_loss"])
+
+    @property
+    def early_stop_step(self) -> int:
+        return early_stop_step(self.history)
+
+    @property
+    def early_stop_test_acc(self) -> float:
+        row = self.history.loc[self.history["step"] == self.early_stop_step].iloc[0]
+        return float(row["test_acc"])
+
+    def summary(self) -> dict:
+        """Final metrics as a flat dict (one row of an experiment table)."""
+        return {
+            "test_acc": self.test_acc,
+            "val_acc": self.val_acc,
+            "train_loss": self.train_loss,
+            "early_stop_step": self.early_stop_step,
+            "early_stop_test_acc": self.early_stop_test_acc,
+            "diverged": self.diverged,
+        }
+
+    def __repr__(self) -> str:
+        status = f"DIVERGED: {self.message}" if self.diverged else "ok"
+        return (
+            f"TrainResult(steps={int(self.final['step'])}, test_acc={self.test_acc:.2%}, "
+            f"val_acc={self.val_acc:.2%}, early_stop_step={self.early_stop_step}, "
+            f"early_stop_test_acc={self.early_stop_test_acc:.2%}, wall_time={self.wall_time:.1f}s, "
+            f"{status})"
+        )
+
+
+def early_stop_step(history: pd.DataFrame) -> int:
+    """The evaluation step with minimum validation loss (earliest on ties; NaN losses never win)."""
+    finite = history[history["val_loss"].notna()]
+    if finite.empty:
+        return int(history["step"].iloc[0])
+    return int(finite.loc[finite["val_loss"].idxmin(), "step"])
+
+
+def loss_and_correct(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-example loss and correctness for logits (..., N, C) or single-logit (..., N, 1).
+
+    Multi-class: cross-entropy, correct = argmax == y. One logit: binary cross-entropy with
+    logits, correct = (logit > 0) == y. Both returned with shape (..., N), on the logits' device.
+    """
+    if logits.shape[-1] == 1:
+        z = logits.squeeze(-1)
+        target = y.to(z.dtype).expand_as(z)
+        loss = F.binary_cross_entropy_with_logits(z, target, reduction="none")
+        return loss, (z > 0) == target.bool()
+    flat = logits.reshape(-1, logits.shape[-1])
+    target = y.expand(logits.shape[:-1]).reshape(-1)
+    loss = F.cross_entropy(flat, target, reduction="none").view(logits.shape[:-1])
+    return loss, logits.argmax(-1) == y
+
+
+@torch.no_grad()
+def _eval_sums(model: nn.Module, X: torch.Tensor, y: torch.Tensor, chunk: int) -> torch.Tensor:
+    """(loss sum, correct count) over a split, on device, in eval mode."""
+    was_training = model.training
+    model.eval()
+    total = torch.zeros(2, device=X.device)
+    for i in range(0, len(y), chunk):
+        loss, correct = loss_and_correct(model(X[i : i + chunk]), y[i : i + chunk])
+        total += torch.stack([loss.sum(), correct.sum().to(loss.dtype)])
+    model.train(was_training)
+    return total
+
+
+def evaluate(model: nn.Module, split, chunk: int = 2000) -> tuple[float, float]:
+    """Mean loss and accuracy (in [0, 1]) of ``model`` on ``split`` (an ``(X, y)`` pair)."""
+    X, y = split
+    loss_sum, correct = _eval_sums(model, X, y, chunk).tolist()
+    return loss_sum / len(y), correct / len(y)
+
+
+def batch_indices(
+    n: int, batch_size: int, seed: int, start_step: int, end_step: int, device: torch.device
+) -> Iterator[torch.Tensor]:
+    """Indices of the training batches for steps ``start_step`` … ``end_step - 1``.
+
+    Epoch e is the e-th permutation drawn from ``generator(seed)``; each epoch yields
+    ``n // batch_size`` batches (the remainder is dropped, and reshuffled into the next epoch).
+    Step s therefore always sees the same batch, whether training started at 0 or resumed at s.
+    """
+    if batch_size > n:
+        raise ValueError(
+            f"batch_size={batch_size} exceeds the {n} training examples; use batch_size <= {n}"
+        )
+    per_epoch = n // batch_size
+    gen = generator(seed, device)
+    epoch = 0
+    perm = torch.randperm(n, generator=gen, device=device)
+    for step in range(start_step, end_step):
+        while step // per_epoch > epoch:
+            epoch += 1
+            perm = torch.randperm(n, generator=gen, device=device)
+        offset = (step % per_epoch) * batch_size
+        yield perm[offset : offset + batch_size]
+
+
+def make_optimizer(params: Sequence[torch.Tensor], config: TrainConfig) -> torch.optim.Optimizer:
+    """Adam or SGD for ``params``, using PyTorch's fused kernels where the device has them."""
+    fused = {"fused": True} if params and params[0].device.type in ("cpu", "cuda") else {}
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, **fused)
+    return torch.optim.SGD(
+        params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, **fused
+    )
+
+
+def _as_config(config: TrainConfig | None, overrides: dict) -> TrainConfig:
+    if config is None:
+        return TrainConfig().replace(**overrides)
+    if not isinstance(config, TrainConfig):
+        # A full recipe carries its training settings in ``.train``.
+        config = getattr(config, "train", None)
+        if not isinstance(config, TrainConfig):
+            raise TypeError("config must be a TrainConfig or a ticketlab.recipes.Recipe")
+    return config.replace(**overrides)
+
+
+def _masked_params(
+    model: nn.Module, mask: Mapping[str, torch.Tensor] | None, what: str
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Parameters named by ``mask`` and float 0/1 copies of the mask on their device."""
+    if mask is None:
+        return [], []
+    params = dict(model.named_parameters())
+    out_p, out_m = [], []
+    for name, m in mask.items():
+        if name not in params:
+            raise ValueError(
+                f"{what} names {name!r}, which is not a parameter of the model; "
+                f"parameters are {list(params)}"
+            )
+        p = params[name]
+        if m.shape != p.shape:
+            raise ValueError(
+                f"{what} for {name!r} has shape {tuple(m.shape)}, parameter has {tuple(p.shape)}"
+            )
+        out_p.append(p)
+        out_m.append(m.to(device=p.device, dtype=p.dtype))
+    return out_p, out_m
+
+
+def train(
+    model: nn.Module,
+    data,
+    config: TrainConfig | None = None,
+    *,
+    mask: Mapping[str, torch.Tensor] | None = None,
+    grad_mask: Mapping[str, torch.Tensor] | None = None,
+    data_seed: int = 0,
+    start_step: int = 0,
+    checkpoint_steps: Sequence[int] = (),
+    progress: bool = True,
+    **overrides,
+) -> TrainResult:
+    """Train ``model`` in place on ``data`` and return a ``TrainResult``.
+
+    Args:
+        model: any ``nn.Module`` classifier (logits (N, C), or one logit (N, 1) for binary tasks).
+            It is moved to the device of ``data``.
+        data: a ``ticketlab.data.Dataset`` (``.train``, ``.val``, ``.test`` splits of (X, y)).
+        config: a ``TrainConfig`` (or a recipe with ``.train``); keyword ``overrides`` such as
+            ``steps=500, lr=1e-3`` replace its fields.
+        mask: pruning mask (name → bool tensor); pruned weights are held at exactly zero.
+        grad_mask: per-element trainability (name → bool tensor); False entries are held at their
+            starting values. Parameters with ``requires_grad=False`` are never trained.
+        data_seed: seed of the data order (the "SGD noise").
+        start_step: resume the schedule and data order from this step (see module docstring).
+        checkpoint_steps: steps at which to keep a cloned ``state_dict`` (before that step's update;
+            ``start_step`` and ``steps`` are allowed).
+        progress: show a ``tqdm`` progress bar.
+    """
+    from tqdm.auto import tqdm
+
+    cfg = _as_config(config, overrides)
+    if not 0 <= start_step <= cfg.steps:
+        raise ValueError(f"start_step={start_step} must lie in [0, steps={cfg.steps}]")
+    X, y = data.train
+    dev = X.device
+    model.to(dev)
+    chunk = max(cfg.batch_size, 1000)
+    wanted_checkpoints = set(checkpoint_steps)
+    bad = [s for s in wanted_checkpoints if not start_step <= s <= cfg.steps]
+    if bad:
+        raise ValueError(f"checkpoint_steps {sorted(bad)} lie outside [start_step, steps]")
+
+    pruned_params, prune_masks = _masked_params(model, mask, "mask")
+    frozen_params, keep_masks = _masked_params(model, grad_mask, "grad_mask")
+    with torch.no_grad():
+        if pruned_params:
+            torch._foreach_mul_(pruned_params, prune_masks)
+        # p ← p·m + p₀·(1 − m) restores every frozen entry exactly after each step.
+        frozen_base = [p.detach() * (1 - m) for p, m in zip(frozen_params, keep_masks, strict=True)]
+    pruned_grads_masks = [
+        (p, m) for p, m in zip(pruned_params, prune_masks, strict=True) if p.requires_grad
+    ]
+    frozen_grads_masks = [
+        (p, m) for p, m in zip(frozen_params, keep_masks, strict=True) if p.requires_grad
+    ]
+
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if not trainable:
+        raise ValueError("the model has no trainable parameters (all have requires_grad=False)")
+    optimizer = make_optimizer(trainable, cfg)
+
+    checkpoints: dict[int, dict[str, torch.Tensor]] = {}
+    records: list[tuple[int, list[float]]] = []
+    running = torch.zeros((), device=dev)
+    since_eval = 0
+    diverged, message = False, ""
+    started = time.perf_counter()
+
+    def snapshot() -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def record(step: int) -> bool:
+        """Evaluate, append a history row, and say whether the losses are still finite."""
+        nonlocal running, since_eval
+        n_val, n_test = len(data.val.y), len(data.test.y)
+        val = _eval_sums(model, *data.val, chunk)
+        test = _eval_sums(model, *data.test, chunk)
+        train_loss = running / max(since_eval, 1)
+        row = torch.stack([train_loss, val[0] / n_val, val[1] / n_val, test[1] / n_test]).tolist()
+        if not since_eval:
+            row[0] = math.nan
+        records.append((step, row))
+        finite = math.isfinite(row[1]) and (not since_eval or math.isfinite(row[0]))
+        running, since_eval = torch.zeros((), device=dev), 0
+        bar.set_postfix(val_acc=f"{row[2]:.2%}", refresh=False)
+        return finite
+
+    bar = tqdm(total=cfg.steps - start_step, disable=not progress, desc="train", leave=False)
+    model.train()
+    step = start_step
+    if step in wanted_checkpoints:
+        checkpoints[step] = snapshot()
+    if not record(step):
+        raise ValueError(
+            "the model's loss is NaN or infinite before training; check the data and weights"
+        )
+    batches = batch_indices(len(y), cfg.batch_size, data_seed, start_step, cfg.steps, dev)
+    for step, idx in enumerate(batches, start=start_step):
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.lr_at(step)
+        loss = loss_and_correct(model(X.index_select(0, idx)), y.index_select(0, idx))[0].mean()
+        optimizer.zero_grad(set_to_none=False)
+        loss.backward()
+        with torch.no_grad():
+            for p, m in pruned_grads_masks + frozen_grads_masks:
+                p.grad.mul_(m)
+            optimizer.step()
+            if pruned_params:
+                torch._foreach_mul_(pruned_params, prune_masks)
+            if frozen_params:
+                torch._foreach_mul_(frozen_params, keep_masks)
+                torch._foreach_add_(frozen_params, frozen_base)
+            running += loss.detach()
+        since_eval += 1
+        done = step + 1
+        if done in wanted_checkpoints:
+            checkpoints[done] = snapshot()
+        if done % cfg.eval_every == 0 or done == cfg.steps:
+            bar.update(done - start_step - bar.n)
+            if not record(done):
+                diverged = True
+                message = (
+                    f"training diverged by step {done}: the loss became NaN or infinite. "
+                    f"Lower the learning rate (lr={cfg.lr:g}) or check the data for NaNs."
+                )
+                break
+    bar.close()
+    history = pd.DataFrame(
+        [(s, *row) for s, row in records],
+        columns=["step", "train_loss", "val_loss", "val_acc", "test_acc"],
+    )
+    if diverged:
+        import warnings
+
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
+    return TrainResult(
+        history=history,
+        config=cfg,
+        checkpoints=checkpoints,
+        diverged=diverged,
+        message=message,
+        wall_time=time.perf_counter() - started,
+        model=model,
+    )
