@@ -15,7 +15,7 @@ The public API, one module per idea:
 
 from __future__ import annotations
 
-from . import imp, prune, recipes
+from . import connectivity, experiments, imp, plots, prune, recipes, verdict
 from .config import budget, cache_dir, device, generator, quick
 from .data import Dataset, Split, mnist, xor
 from .masks import Mask
@@ -24,27 +24,33 @@ from .population import train_population
 from .recipes import Recipe
 from .rewind import control, rewind
 from .train import TrainConfig, TrainResult, evaluate, train
+from .verdict import Claim, Verdict
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Claim",
     "Dataset",
     "Mask",
     "Recipe",
     "Split",
     "TrainConfig",
     "TrainResult",
+    "Verdict",
     "__version__",
     "budget",
     "cache_dir",
+    "connectivity",
     "control",
     "conv4",
     "device",
     "evaluate",
+    "experiments",
     "generator",
     "imp",
     "lenet_300_100",
     "mnist",
+    "plots",
     "prune",
     "quick",
     "recipes",
@@ -52,6 +58,7 @@ __all__ = [
     "rewind",
     "train",
     "train_population",
+    "verdict",
     "xor",
     "xor_mlp",
 ]

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -152,6 +152,10 @@ def run(
         overrides["rewind_step"] = rewind_step
     rec = get(recipe, **overrides)
     rounds = budget(quick=3, full=10) if rounds is None else rounds
+    if not isinstance(rounds, int) or rounds < 0:
+        raise ValueError(
+            f"rounds must be an int >= 0 (pruning rounds after round 0), got {rounds!r}"
+        )
     if mode not in ("iterative", "one_shot"):
         raise ValueError(f"mode must be 'iterative' or 'one_shot', got {mode!r}")
     unknown = [c for c in controls if c not in CONTROLS]
@@ -179,18 +183,32 @@ def run(
         rows.append({"seed": seed, "round": round_, "density": mask.density, "kind": kind, **row})
         histories.append(history.assign(seed=seed, round=round_, kind=kind))
 
-    def train_round(jobs: list[dict], start: int, checkpoints: list[int]) -> list:
+    def train_round(jobs: list[dict], start: int, checkpoints: list[int]) -> Iterable:
         if population and jobs and all(supports(j["model"]) for j in jobs):
             return train_population(
-                [j["model"] for j in jobs], data, rec.train, masks=[j["mask"] for j in jobs],
-                data_seeds=[j["seed"] for j in jobs], start_step=start,
-                checkpoint_steps=checkpoints, progress=progress,
-            )  # fmt: skip
-        return [
-            train(j["model"], data, rec.train, mask=j["mask"], data_seed=j["seed"],
-                  start_step=start, checkpoint_steps=checkpoints, progress=progress)
+                [j["model"] for j in jobs],
+                data,
+                rec.train,
+                masks=[j["mask"] for j in jobs],
+                data_seeds=[j["seed"] for j in jobs],
+                start_step=start,
+                checkpoint_steps=checkpoints,
+                progress=progress,
+            )
+        # Lazily, so each cell is saved as soon as it finishes, not when its round does.
+        return (
+            train(
+                j["model"],
+                data,
+                rec.train,
+                mask=j["mask"],
+                data_seed=j["seed"],
+                start_step=start,
+                checkpoint_steps=checkpoints,
+                progress=progress,
+            )
             for j in jobs
-        ]  # fmt: skip
+        )
 
     for round_ in tqdm(range(rounds + 1), desc=f"IMP {rec.name or rec.key}", disable=not progress):
         jobs: list[dict] = []
@@ -201,9 +219,12 @@ def run(
                 trained = rec.model.build(seed).to(dev)
                 trained.load_state_dict(ranked[seed])
                 mask = prune.magnitude(
-                    trained, masks[(seed, round_ - 1)], rec.prune.prune_fraction,
-                    rec.prune.prune_scope, layer_rates,
-                )  # fmt: skip
+                    trained,
+                    masks[(seed, round_ - 1)],
+                    rec.prune.prune_fraction,
+                    rec.prune.prune_scope,
+                    layer_rates,
+                )
             mask = mask.to(dev)
             masks[(seed, round_)] = mask
             for kind in ["dense"] if round_ == 0 else ["ticket", *controls]:
@@ -220,7 +241,10 @@ def run(
                 if round_ == 0:
                     model, cell_mask = rec.model.build(seed), None
                 else:
-                    model = rewind(rec.model.build(seed).to(dev), rewind_points[seed], mask)
+                    # Controls get the unmasked rewind point: a random or shuffled mask keeps
+                    # weights the ticket pruned, and they start from their rewound values.
+                    ticket_mask = mask if kind == "ticket" else None
+                    model = rewind(rec.model.build(seed).to(dev), rewind_points[seed], ticket_mask)
                     cell_mask = mask
                     if kind != "ticket":
                         cell_seed = derive_seed(seed, round_, kind)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 
 import pandas as pd
@@ -58,7 +59,12 @@ def _signature(model: nn.Module) -> list[tuple[str, tuple[int, ...]]]:
 
 
 class _StackedMLP:
-    """The members' parameters stacked along dim 0, with a batched forward pass."""
+    """The members' parameters stacked along dim 0, with a batched forward pass.
+
+    Linear weights are stored transposed, (N, in, out), so that both the batched matmul and its
+    weight gradient are contiguous (a transposed view would make every backward pass write the
+    gradient through strided memory). ``member(i)`` gives member i's tensors in module layout.
+    """
 
     def __init__(self, models: Sequence[nn.Module], device: torch.device) -> None:
         self.layers = _layers(models[0])
@@ -75,24 +81,42 @@ class _StackedMLP:
             ]:
                 raise ValueError(f"member {i} has a different architecture from member 0")
         self.names = [name for name, _ in sig]
+        self.transposed = {
+            f"{name}.weight" for name, module in self.layers if isinstance(module, nn.Linear)
+        }
+        members = [dict(m.named_parameters()) for m in models]
         self.params = {
-            name: torch.stack([dict(m.named_parameters())[name].detach() for m in models])
-            .to(device)
-            .requires_grad_(True)
+            name: self.stack([p[name].detach() for p in members], name, device).requires_grad_(True)
             for name in self.names
         }
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (N, B, ...) per-member batches, or (B, ...) shared by all members → (N, B, out)."""
+    def stack(self, tensors: Sequence[torch.Tensor], name: str, device) -> torch.Tensor:
+        """Stack per-member tensors of parameter ``name`` into the stored layout."""
+        out = torch.stack([t.to(device) for t in tensors])
+        return out.transpose(1, 2).contiguous() if name in self.transposed else out
+
+    def member(self, i: int) -> dict[str, torch.Tensor]:
+        """Member i's parameters (views) in the layout of its module."""
+        return {
+            name: p[i].T if name in self.transposed else p[i] for name, p in self.params.items()
+        }
+
+    def forward(self, x: torch.Tensor, shared: bool = False) -> torch.Tensor:
+        """x: (N, B, ...) per-member batches, or with ``shared`` (B, ...) fed to every member.
+
+        Returns logits (N, B, out).
+        """
         for name, module in self.layers:
             if isinstance(module, nn.Flatten):
-                x = x.flatten(x.dim() - 3) if x.dim() >= 4 else x
+                # As nn.Flatten: everything after the leading (member and) batch dimensions.
+                x = x.flatten(1 if shared else 2)
             elif isinstance(module, nn.Linear):
-                w = self.params[f"{name}.weight"].transpose(1, 2)
+                w = self.params[f"{name}.weight"]  # (N, in, out)
                 b = self.params.get(f"{name}.bias")
-                if x.dim() == 2:  # shared input: broadcast the first matmul over members
+                if shared:  # broadcast the first matmul over members
                     x = torch.matmul(x, w)
                     x = x + b.unsqueeze(1) if b is not None else x
+                    shared = False
                 else:
                     x = torch.baddbmm(b.unsqueeze(1), x, w) if b is not None else torch.bmm(x, w)
             else:
@@ -135,31 +159,26 @@ def train_population(
     X, y = data.train
     dev = X.device
     net = _StackedMLP(models, dev)
-    mask_names = sorted({k for m in masks if m is not None for k in m}, key=net.names.index)
-    bad = [k for k in mask_names if k not in net.params]
+    named = {k for m in masks if m is not None for k in m}
+    bad = sorted(named - set(net.names))
     if bad:
         raise ValueError(f"masks name {bad}, which are not parameters; parameters are {net.names}")
+    mask_names = [name for name in net.names if name in named]
     stacked_masks = []
     for name in mask_names:
-        ones = torch.ones_like(net.params[name][0])
-        stacked_masks.append(
-            torch.stack(
-                [
-                    m[name].to(dev, ones.dtype) if m is not None and name in m else ones
-                    for m in masks
-                ]
-            )
-        )
+        ones = torch.ones(net.member(0)[name].shape, device=dev)
+        per_member = [
+            m[name].to(dev, ones.dtype) if m is not None and name in m else ones for m in masks
+        ]
+        stacked_masks.append(net.stack(per_member, name, dev))
     masked = [net.params[k] for k in mask_names]
     with torch.no_grad():
         if masked:
             torch._foreach_mul_(masked, stacked_masks)
     optimizer = make_optimizer(list(net.params.values()), cfg)
 
-    # Per-member batch streams; stacking their indices gives the (N, batch) gather.
-    streams = [
-        batch_indices(len(y), cfg.batch_size, s, start_step, cfg.steps, dev) for s in data_seeds
-    ]
+    # One (N, batch) index tensor per step: row i is member i's own batch.
+    batches = batch_indices(len(y), cfg.batch_size, data_seeds, start_step, cfg.steps, dev)
     wanted = set(checkpoint_steps)
     checkpoints: list[dict[int, dict[str, torch.Tensor]]] = [{} for _ in range(n)]
     records: list[tuple[int, torch.Tensor]] = []
@@ -170,14 +189,16 @@ def train_population(
 
     def snapshot(step: int) -> None:
         for i in range(n):
-            checkpoints[i][step] = {k: v[i].detach().clone() for k, v in net.params.items()}
+            checkpoints[i][step] = {k: v.detach().clone() for k, v in net.member(i).items()}
 
     @torch.no_grad()
     def evaluate(split) -> torch.Tensor:
         Xs, ys = split
         sums = torch.zeros(2, n, device=dev)
         for i in range(0, len(ys), chunk):
-            loss, correct = loss_and_correct(net.forward(Xs[i : i + chunk]), ys[i : i + chunk])
+            loss, correct = loss_and_correct(
+                net.forward(Xs[i : i + chunk], shared=True), ys[i : i + chunk]
+            )
             sums += torch.stack([loss.sum(-1), correct.sum(-1).to(loss.dtype)])
         return sums / len(ys)
 
@@ -195,12 +216,11 @@ def train_population(
     record(start_step)
     alive = torch.ones(n, dtype=torch.bool, device=dev)
     diverged_at: list[int | None] = [None] * n
-    for step, idx in enumerate(zip(*streams, strict=True), start=start_step):
-        idx = torch.stack(idx)
+    for step, idx in enumerate(batches, start=start_step):
         for group in optimizer.param_groups:
             group["lr"] = cfg.lr_at(step)
         losses = loss_and_correct(net.forward(X[idx]), y[idx])[0].mean(-1)
-        optimizer.zero_grad(set_to_none=False)
+        optimizer.zero_grad()  # None grads let backward write them without an extra pass
         # A diverged member is frozen at its last weights instead of poisoning the others.
         torch.where(alive, losses, torch.zeros_like(losses)).sum().backward()
         with torch.no_grad():
@@ -229,12 +249,14 @@ def train_population(
     wall = time.perf_counter() - started
 
     steps = [s for s, _ in records]
-    table = torch.stack([r for _, r in records]).cpu()  # (evals, 4, N): one transfer at the end
+    # (evals, 4, N): one transfer at the end; float64 like the history ``train`` builds.
+    table = torch.stack([r for _, r in records]).cpu().double()
     results = []
     for i, model in enumerate(models):
+        trained = net.member(i)
         with torch.no_grad():
             for name, p in model.named_parameters():
-                p.copy_(net.params[name][i].to(p.device))
+                p.copy_(trained[name])
         history = pd.DataFrame(
             {
                 "step": steps,
@@ -251,6 +273,7 @@ def train_population(
                 f"Lower the learning rate (lr={cfg.lr:g})."
             )
             history = history[history["step"] <= diverged_at[i]].reset_index(drop=True)
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
         results.append(
             TrainResult(
                 history=history,

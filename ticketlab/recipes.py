@@ -16,7 +16,7 @@ picks by ``ticketlab.quick()`` unless ``budget="quick"|"full"`` is given.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 
 from torch import nn
@@ -98,8 +98,12 @@ class PruneSpec:
             raise ValueError(
                 f"prune_scope must be 'layerwise' or 'global', got {self.prune_scope!r}"
             )
-        if isinstance(self.layer_rates, dict):
-            object.__setattr__(self, "layer_rates", tuple(sorted(self.layer_rates.items())))
+        # One spelling per meaning, so equal recipes share a key: a dict, a list or an unsorted
+        # tuple of (name, rate) pairs all become the same sorted tuple of (str, float).
+        pairs = self.layer_rates
+        pairs = pairs.items() if isinstance(pairs, Mapping) else pairs
+        rates = tuple(sorted((str(name), float(rate)) for name, rate in pairs))
+        object.__setattr__(self, "layer_rates", rates)
         if self.rewind_step < 0:
             raise ValueError(f"rewind_step must be >= 0, got {self.rewind_step}")
 

@@ -40,14 +40,22 @@ CONTROLS = ("reinit", "random", "shuffled", "sign")
 def rewind(model: nn.Module, checkpoint: Mapping[str, torch.Tensor], mask: Mask | None = None):
     """Reset ``model`` in place to ``checkpoint`` (a ``state_dict``), zero the pruned weights, and
     return it. Values are copied, so later training never writes into ``checkpoint``."""
-    missing = set(model.state_dict()) ^ set(checkpoint)
+    state = model.state_dict()
+    missing = set(state) ^ set(checkpoint)
     if missing:
         raise ValueError(
             f"checkpoint does not fit the model: names differ in {sorted(missing)}; "
             "rewind to a checkpoint taken from the same architecture"
         )
+    # copy_ broadcasts, so a smaller layer of the same name would otherwise fill it silently.
+    wrong = [n for n, v in state.items() if v.shape != checkpoint[n].shape]
+    if wrong:
+        raise ValueError(
+            f"checkpoint does not fit the model: shapes differ for {wrong}; "
+            "rewind to a checkpoint taken from the same architecture"
+        )
     with torch.no_grad():
-        for name, value in model.state_dict().items():
+        for name, value in state.items():
             value.copy_(checkpoint[name])
     if mask is not None:
         mask.apply(model)
@@ -59,6 +67,8 @@ def control(
 ) -> tuple[nn.Module, Mask]:
     """The ``kind`` control of the ticket (``model`` at its rewind point, ``mask``).
 
+    Pass ``model`` rewound *without* the mask: random and shuffled masks keep weights the ticket
+    pruned, and those must start from their rewind-point values, not from zero.
     Returns a new (model, mask) pair ready to train; the inputs are not modified. ``seed`` drives
     every random choice (fresh weights, random or shuffled masks); ``init`` is the scheme of fresh
     weights. See the module docstring for what each kind keeps and changes.

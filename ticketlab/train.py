@@ -3,9 +3,10 @@
 One call, ``train(model, data, ...)``, trains a model in place and returns a ``TrainResult``.
 What makes it suitable for lottery-ticket science:
 
-* **Data order is its own seed.** Each epoch is a fresh permutation of the training set drawn from
-  ``generator(data_seed)``; the last partial batch of an epoch is dropped. Changing ``data_seed``
-  changes the "SGD noise" while the initialization stays fixed.
+* **Data order is its own seed.** Each epoch is a fresh permutation of the training set given by
+  ``epoch_permutations([data_seed], e)`` (a counter-based hash, identical on every device); the
+  last partial batch of an epoch is dropped. Changing ``data_seed`` changes the "SGD noise"
+  while the initialization stays fixed.
 * **Masks are enforced exactly.** With ``mask`` (a ``ticketlab.Mask`` or any mapping name → bool
   tensor) pruned weights are zeroed before training, their gradients are masked, and they are
   zeroed again after every optimizer step, so neither momentum nor weight decay can revive them.
@@ -33,12 +34,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import generator
-
 __all__ = [
     "TrainConfig",
     "TrainResult",
     "batch_indices",
+    "epoch_permutations",
     "evaluate",
     "loss_and_correct",
     "train",
@@ -172,16 +172,19 @@ def loss_and_correct(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tenso
 
     Multi-class: cross-entropy, correct = argmax == y. One logit: binary cross-entropy with
     logits, correct = (logit > 0) == y. Both returned with shape (..., N), on the logits' device.
+    A prediction from NaN logits is never correct (argmax would pick the NaN, so a diverged
+    network would otherwise score as if it always answered class 0).
     """
+    valid = ~logits.isnan().any(-1)
     if logits.shape[-1] == 1:
         z = logits.squeeze(-1)
         target = y.to(z.dtype).expand_as(z)
         loss = F.binary_cross_entropy_with_logits(z, target, reduction="none")
-        return loss, (z > 0) == target.bool()
+        return loss, ((z > 0) == target.bool()) & valid
     flat = logits.reshape(-1, logits.shape[-1])
     target = y.expand(logits.shape[:-1]).reshape(-1)
     loss = F.cross_entropy(flat, target, reduction="none").view(logits.shape[:-1])
-    return loss, logits.argmax(-1) == y
+    return loss, (logits.argmax(-1) == y) & valid
 
 
 @torch.no_grad()
@@ -204,29 +207,65 @@ def evaluate(model: nn.Module, split, chunk: int = 2000) -> tuple[float, float]:
     return loss_sum / len(y), correct / len(y)
 
 
+_MASK32 = 0xFFFFFFFF
+
+
+def _hash32(x: torch.Tensor) -> torch.Tensor:
+    """A bijective 32-bit integer mixer (int64 tensors holding values < 2**32).
+
+    Multipliers stay below 2**31 so no product overflows int64, which keeps the result identical on
+    every device.
+    """
+    for _ in range(2):
+        x = (((x >> 16) ^ x) * 0x45D9F3B) & _MASK32
+    return (x >> 16) ^ x
+
+
+def epoch_permutations(
+    seeds: Sequence[int], epoch: int, n: int, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """Permutations of ``range(n)`` for ``epoch``, one row per data seed: shape (len(seeds), n).
+
+    Row i sorts the keys ``hash(seed_i, epoch, j)``, j = 0…n−1. The hash is a bijection, so keys
+    never tie, and it is computed with integer tensor ops, so the order is the same on every device
+    and many seeds are shuffled in one call (which population training relies on).
+    """
+    base = torch.tensor([s & _MASK32 for s in seeds], dtype=torch.int64, device=device)
+    base = _hash32(_hash32(base) ^ (epoch & _MASK32))
+    keys = _hash32(base.unsqueeze(1) ^ torch.arange(n, device=device))
+    return torch.argsort(keys, dim=1)
+
+
 def batch_indices(
-    n: int, batch_size: int, seed: int, start_step: int, end_step: int, device: torch.device
+    n: int,
+    batch_size: int,
+    seeds: int | Sequence[int],
+    start_step: int,
+    end_step: int,
+    device: torch.device | str | None = None,
 ) -> Iterator[torch.Tensor]:
     """Indices of the training batches for steps ``start_step`` … ``end_step - 1``.
 
-    Epoch e is the e-th permutation drawn from ``generator(seed)``; each epoch yields
-    ``n // batch_size`` batches (the remainder is dropped, and reshuffled into the next epoch).
-    Step s therefore always sees the same batch, whether training started at 0 or resumed at s.
+    Epoch e is ``epoch_permutations(seeds, e, n)``; each epoch yields ``n // batch_size`` batches
+    (the remainder is dropped and reshuffled into the next epoch). Step s therefore always sees the
+    same batch, whether training started at 0 or resumed at s. An int ``seeds`` yields index
+    tensors of shape (batch_size,); a sequence yields (len(seeds), batch_size), one row per seed.
     """
     if batch_size > n:
         raise ValueError(
             f"batch_size={batch_size} exceeds the {n} training examples; use batch_size <= {n}"
         )
+    single = isinstance(seeds, int)
+    seed_list = [seeds] if single else list(seeds)
     per_epoch = n // batch_size
-    gen = generator(seed, device)
-    epoch = 0
-    perm = torch.randperm(n, generator=gen, device=device)
+    epoch, perms = None, None
     for step in range(start_step, end_step):
-        while step // per_epoch > epoch:
-            epoch += 1
-            perm = torch.randperm(n, generator=gen, device=device)
+        if step // per_epoch != epoch:
+            epoch = step // per_epoch
+            perms = epoch_permutations(seed_list, epoch, n, device)
+            perms = perms[0] if single else perms
         offset = (step % per_epoch) * batch_size
-        yield perm[offset : offset + batch_size]
+        yield perms[..., offset : offset + batch_size]
 
 
 def make_optimizer(params: Sequence[torch.Tensor], config: TrainConfig) -> torch.optim.Optimizer:
@@ -377,11 +416,12 @@ def train(
         for group in optimizer.param_groups:
             group["lr"] = cfg.lr_at(step)
         loss = loss_and_correct(model(X.index_select(0, idx)), y.index_select(0, idx))[0].mean()
-        optimizer.zero_grad(set_to_none=False)
+        optimizer.zero_grad()  # None grads let backward write them without an extra pass
         loss.backward()
         with torch.no_grad():
             for p, m in pruned_grads_masks + frozen_grads_masks:
-                p.grad.mul_(m)
+                if p.grad is not None:  # a parameter the loss does not reach gets no gradient
+                    p.grad.mul_(m)
             optimizer.step()
             if pruned_params:
                 torch._foreach_mul_(pruned_params, prune_masks)

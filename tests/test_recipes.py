@@ -1,0 +1,174 @@
+"""ticketlab.recipes: canonical strings, pinned cache keys, overrides and presets."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+import torch
+
+from ticketlab import recipes
+from ticketlab.recipes import DataSpec, ModelSpec, PruneSpec, Recipe
+from ticketlab.train import TrainConfig
+
+XOR = Recipe(
+    model=ModelSpec("xor_mlp", hidden=8, activation="tanh"),
+    data=DataSpec("xor", noise=0.1),
+    train=TrainConfig(steps=200, batch_size=4, lr=0.05, milestones=(100,)),
+    prune=PruneSpec(layer_rates={"out.weight": 0.5}),
+)
+
+# These keys name the folders of users' cached results. If a change to recipes.py (a field's
+# default, the canonical string's format, the hash) alters any of them, every cached experiment
+# silently stops being found and is recomputed: such a change needs a deliberate decision, a
+# note in the changelog, and then new values here. Never "fix" this test by pasting new keys.
+PINNED = {
+    "defaults": (Recipe(), "e3b0c44298fc1c14"),
+    "paper full": (recipes.get("lenet_mnist_paper", budget="full"), "d53277c4c771ebeb"),
+    "paper quick": (recipes.get("lenet_mnist_paper", budget="quick"), "ab7561d502991541"),
+    "openlth full": (recipes.get("lenet_mnist_openlth", budget="full"), "2ed452a5afcc1df6"),
+    "openlth quick": (recipes.get("lenet_mnist_openlth", budget="quick"), "32fc1c0d1dea69a4"),
+    "xor": (XOR, "0ab39d4e22f5981c"),
+}
+
+
+@pytest.mark.parametrize("which", PINNED)
+def test_pinned_keys_never_change(which):
+    recipe, key = PINNED[which]
+    assert recipe.key == key
+
+
+@pytest.mark.parametrize("which", PINNED)
+def test_key_is_a_sha256_prefix_of_the_canonical_string(which):
+    recipe, _ = PINNED[which]
+    assert recipe.key == hashlib.sha256(recipe.canonical.encode()).hexdigest()[:16]
+
+
+def test_canonical_string_lists_only_non_defaults_sorted():
+    assert Recipe().canonical == ""
+    assert XOR.canonical == (
+        "data.dataset='xor';data.noise=0.1;model.activation='tanh';model.hidden=8;"
+        "model.name='xor_mlp';prune.layer_rates=(('out.weight', 0.5),);train.batch_size=4;"
+        "train.lr=0.05;train.milestones=(100,);train.steps=200"
+    )
+    paper = recipes.get("lenet_mnist_paper", budget="full")
+    assert paper.canonical == (
+        "prune.layer_rates=(('out.weight', 0.1),);train.eval_every=58;train.steps=2320"
+    )
+    # Setting a field to its default is the same recipe as not setting it.
+    assert paper.replace(lr=TrainConfig().lr, init="glorot_normal").key == paper.key
+
+
+def test_name_is_informational_not_part_of_the_key():
+    paper = recipes.get("lenet_mnist_paper", budget="quick")
+    assert paper.name == "lenet_mnist_paper"
+    assert Recipe(paper.model, paper.data, paper.train, paper.prune).key == paper.key
+    assert repr(paper) == f"Recipe('lenet_mnist_paper', key={paper.key}: {paper.canonical})"
+    assert repr(Recipe()) == "Recipe(key=e3b0c44298fc1c14: all defaults)"
+
+
+def test_overrides_route_to_the_owning_part():
+    base = recipes.get("lenet_mnist_paper", budget="quick")
+    changed = base.replace(
+        steps=60, init="kaiming_normal", split_seed=3, prune_scope="global", rewind_step=5
+    )
+    assert changed.train == base.train.replace(steps=60)
+    assert changed.model == ModelSpec("lenet_300_100", init="kaiming_normal")
+    assert changed.data == DataSpec("mnist", "5k", split_seed=3)
+    assert changed.prune == PruneSpec(0.2, "global", (("out.weight", 0.1),), rewind_step=5)
+    assert changed.name == base.name
+    assert base.train.steps == 580  # the original is untouched
+    assert recipes.get("lenet_mnist_paper", budget="quick", steps=60) == base.replace(steps=60)
+    assert recipes.get(base, lr=0.1).train.lr == 0.1  # a Recipe passes through
+
+
+def test_unknown_field_is_a_type_error_listing_the_valid_fields():
+    with pytest.raises(TypeError, match=r"unknown recipe field 'stepz'; valid fields: \[") as err:
+        recipes.get("lenet_mnist_paper", budget="quick", stepz=3)
+    for valid in ("steps", "lr", "prune_scope", "rewind_step", "hidden", "split_seed"):
+        assert repr(valid) in str(err.value)
+
+
+def test_overrides_are_validated():
+    with pytest.raises(ValueError, match="steps must be a positive int"):
+        Recipe().replace(steps=0)
+    with pytest.raises(ValueError, match="prune_fraction must lie in"):
+        Recipe().replace(prune_fraction=1.0)
+    with pytest.raises(ValueError, match="prune_scope must be"):
+        Recipe().replace(prune_scope="local")
+    with pytest.raises(ValueError, match="rewind_step must be >= 0"):
+        Recipe().replace(rewind_step=-1)
+    with pytest.raises(ValueError, match="unknown model 'vgg'"):
+        Recipe().replace(name="vgg")
+    with pytest.raises(ValueError, match="unknown init"):
+        Recipe().replace(init="he")
+    with pytest.raises(ValueError, match="unknown dataset"):
+        Recipe().replace(dataset="cifar")
+
+
+def test_presets_differ_between_budgets(monkeypatch):
+    for name in recipes.names():
+        quick, full = recipes.get(name, budget="quick"), recipes.get(name, budget="full")
+        assert quick.train.steps < full.train.steps
+        assert quick.key != full.key
+        assert quick.replace(steps=full.train.steps) == full
+        monkeypatch.setenv("TICKETLAB_QUICK", "1")
+        assert recipes.get(name) == quick  # the default budget follows TICKETLAB_QUICK
+        monkeypatch.setenv("TICKETLAB_QUICK", "0")
+        assert recipes.get(name) == full
+
+
+def test_presets_follow_their_papers():
+    paper = recipes.get("lenet_mnist_paper", budget="full")
+    assert (paper.train.optimizer, paper.train.lr, paper.train.batch_size) == ("adam", 1.2e-3, 60)
+    assert paper.prune.layer_rates == (("out.weight", 0.1),)
+    openlth = recipes.get("lenet_mnist_openlth", budget="full")
+    assert (openlth.train.optimizer, openlth.train.lr) == ("sgd", 0.1)
+    assert openlth.model.init == "kaiming_normal" and openlth.prune.prune_scope == "global"
+    # Budgets are whole epochs of the 3,500-image training split.
+    assert paper.train.steps % (3500 // 60) == 0
+    assert openlth.train.steps % (3500 // 128) == 0
+
+
+def test_unknown_preset_and_budget():
+    assert recipes.names() == ["lenet_mnist_openlth", "lenet_mnist_paper"]
+    with pytest.raises(ValueError, match=r"unknown recipe 'lenet'; available: \["):
+        recipes.get("lenet")
+    with pytest.raises(ValueError, match="budget must be 'quick' or 'full'"):
+        recipes.get("lenet_mnist_paper", budget="medium")
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        {"out.weight": 0.1, "fc1.weight": 0.3},
+        {"fc1.weight": 0.3, "out.weight": 0.1},
+        [("out.weight", 0.1), ("fc1.weight", 0.3)],
+        (("fc1.weight", 0.3), ("out.weight", 0.1)),
+    ],
+    ids=["dict", "dict-other-order", "list", "sorted-tuple"],
+)
+def test_layer_rates_have_one_normal_form(spelling):
+    spec = PruneSpec(layer_rates=spelling)
+    assert spec.layer_rates == (("fc1.weight", 0.3), ("out.weight", 0.1))
+    recipe = Recipe(prune=spec)
+    reference = Recipe(prune=PruneSpec(layer_rates=(("fc1.weight", 0.3), ("out.weight", 0.1))))
+    assert recipe.key == reference.key
+    hash(recipe)  # frozen and hashable: usable as a dict key
+
+
+def test_integer_rate_is_the_same_recipe_as_the_float():
+    assert PruneSpec(layer_rates={"out.weight": 0}) == PruneSpec(layer_rates={"out.weight": 0.0})
+    openlth = recipes.get("lenet_mnist_openlth", budget="full")
+    assert openlth.replace(layer_rates={"out.weight": 0}).key == openlth.key
+
+
+def test_model_spec_builds_each_model():
+    assert ModelSpec("xor_mlp", hidden=3).build(seed=0).fc1.out_features == 3
+    assert ModelSpec("conv4", width=4).build(seed=0).conv1.out_channels == 4
+    net = ModelSpec("resnet", depth=14, width=2, init="kaiming_normal").build(seed=0)
+    assert sum(1 for n in dict(net.named_children()) if n.startswith("block")) == 6
+    a, b = ModelSpec().build(seed=1), ModelSpec().build(seed=1)
+    for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True):
+        assert torch.equal(x, y)
+    assert not torch.equal(a.fc1.weight, ModelSpec().build(seed=2).fc1.weight)
