@@ -37,6 +37,7 @@ from torch import nn
 __all__ = [
     "TrainConfig",
     "TrainResult",
+    "TrainStep",
     "batch_indices",
     "epoch_permutations",
     "evaluate",
@@ -313,6 +314,57 @@ def _masked_params(
     return out_p, out_m
 
 
+class TrainStep:
+    """One optimizer step with ``train``'s mask rules, callable as ``step(X, y, lr) -> loss``.
+
+    Pruned weights (``mask``) are zeroed at construction, their gradients are masked, and they are
+    zeroed again after the update; entries frozen by ``grad_mask`` are restored to their values at
+    construction. A call never waits for the device (no ``.item()``), so steps queue up on a GPU.
+    Returns the batch's mean loss as a detached 0-d tensor.
+    """
+
+    def __init__(self, model: nn.Module, config: TrainConfig, mask=None, grad_mask=None) -> None:
+        self.model = model
+        self.pruned, self.prune_masks = _masked_params(model, mask, "mask")
+        self.frozen, self.keep_masks = _masked_params(model, grad_mask, "grad_mask")
+        with torch.no_grad():
+            if self.pruned:
+                torch._foreach_mul_(self.pruned, self.prune_masks)
+            # p ← p·m + p₀·(1 − m) restores every frozen entry exactly after each step.
+            self.frozen_base = [
+                p.detach() * (1 - m) for p, m in zip(self.frozen, self.keep_masks, strict=True)
+            ]
+        self.grad_masks = [
+            (p, m)
+            for p, m in zip(
+                self.pruned + self.frozen, self.prune_masks + self.keep_masks, strict=True
+            )
+            if p.requires_grad
+        ]
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        if not trainable:
+            raise ValueError("the model has no trainable parameters (all have requires_grad=False)")
+        self.optimizer = make_optimizer(trainable, config)
+
+    def __call__(self, X: torch.Tensor, y: torch.Tensor, lr: float) -> torch.Tensor:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        loss = loss_and_correct(self.model(X), y)[0].mean()
+        self.optimizer.zero_grad()  # None grads let backward write them without an extra pass
+        loss.backward()
+        with torch.no_grad():
+            for p, m in self.grad_masks:
+                if p.grad is not None:  # a parameter the loss does not reach gets no gradient
+                    p.grad.mul_(m)
+            self.optimizer.step()
+            if self.pruned:
+                torch._foreach_mul_(self.pruned, self.prune_masks)
+            if self.frozen:
+                torch._foreach_mul_(self.frozen, self.keep_masks)
+                torch._foreach_add_(self.frozen, self.frozen_base)
+        return loss.detach()
+
+
 def train(
     model: nn.Module,
     data,
@@ -357,24 +409,7 @@ def train(
     if bad:
         raise ValueError(f"checkpoint_steps {sorted(bad)} lie outside [start_step, steps]")
 
-    pruned_params, prune_masks = _masked_params(model, mask, "mask")
-    frozen_params, keep_masks = _masked_params(model, grad_mask, "grad_mask")
-    with torch.no_grad():
-        if pruned_params:
-            torch._foreach_mul_(pruned_params, prune_masks)
-        # p ← p·m + p₀·(1 − m) restores every frozen entry exactly after each step.
-        frozen_base = [p.detach() * (1 - m) for p, m in zip(frozen_params, keep_masks, strict=True)]
-    pruned_grads_masks = [
-        (p, m) for p, m in zip(pruned_params, prune_masks, strict=True) if p.requires_grad
-    ]
-    frozen_grads_masks = [
-        (p, m) for p, m in zip(frozen_params, keep_masks, strict=True) if p.requires_grad
-    ]
-
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    if not trainable:
-        raise ValueError("the model has no trainable parameters (all have requires_grad=False)")
-    optimizer = make_optimizer(trainable, cfg)
+    step_once = TrainStep(model, cfg, mask=mask, grad_mask=grad_mask)
 
     checkpoints: dict[int, dict[str, torch.Tensor]] = {}
     records: list[tuple[int, list[float]]] = []
@@ -413,22 +448,7 @@ def train(
         )
     batches = batch_indices(len(y), cfg.batch_size, data_seed, start_step, cfg.steps, dev)
     for step, idx in enumerate(batches, start=start_step):
-        for group in optimizer.param_groups:
-            group["lr"] = cfg.lr_at(step)
-        loss = loss_and_correct(model(X.index_select(0, idx)), y.index_select(0, idx))[0].mean()
-        optimizer.zero_grad()  # None grads let backward write them without an extra pass
-        loss.backward()
-        with torch.no_grad():
-            for p, m in pruned_grads_masks + frozen_grads_masks:
-                if p.grad is not None:  # a parameter the loss does not reach gets no gradient
-                    p.grad.mul_(m)
-            optimizer.step()
-            if pruned_params:
-                torch._foreach_mul_(pruned_params, prune_masks)
-            if frozen_params:
-                torch._foreach_mul_(frozen_params, keep_masks)
-                torch._foreach_add_(frozen_params, frozen_base)
-            running += loss.detach()
+        running += step_once(X.index_select(0, idx), y.index_select(0, idx), cfg.lr_at(step))
         since_eval += 1
         done = step + 1
         if done in wanted_checkpoints:
