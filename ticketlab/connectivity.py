@@ -23,9 +23,10 @@ from collections.abc import Iterable, Mapping
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm  # covers BatchNorm1d/2d/3d and SyncBatchNorm
+
+from .train import loss_and_correct
 
 __all__ = ["error_barrier", "interpolate", "interpolated", "l2_distance"]
 
@@ -171,16 +172,15 @@ class _Path:
 
 def _loss_and_correct(logits: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     """Summed loss and number of correct predictions of one batch, as device scalars."""
-    if logits.ndim == 2 and logits.shape[1] > 1:
-        return F.cross_entropy(logits, y, reduction="sum"), (logits.argmax(1) == y).sum()
-    if logits.ndim == 1 or (logits.ndim == 2 and logits.shape[1] == 1):
-        z, target = logits.reshape(-1), y.reshape(-1)
-        loss = F.binary_cross_entropy_with_logits(z, target.to(z.dtype), reduction="sum")
-        return loss, ((z > 0) == (target == 1)).sum()
-    raise ValueError(
-        f"the model returned shape {tuple(logits.shape)}; interpolate needs class logits (N, C) "
-        "or a single logit per example (N, 1) / (N,)"
-    )
+    if logits.ndim == 1:
+        logits = logits.unsqueeze(1)
+    if logits.ndim != 2:
+        raise ValueError(
+            f"the model returned shape {tuple(logits.shape)}; interpolate needs class logits "
+            "(N, C) or a single logit per example (N, 1) / (N,)"
+        )
+    loss, correct = loss_and_correct(logits, y.reshape(-1))
+    return loss.sum(), correct.sum()
 
 
 def interpolate(
