@@ -15,7 +15,7 @@ The public API, one module per idea:
 
 from __future__ import annotations
 
-from . import connectivity, experiments, imp, plots, prune, recipes, verdict
+from . import connectivity, experiments, imp, plots, prune, recipes, seeds, verdict
 from .config import budget, cache_dir, device, generator, quick
 from .data import Dataset, Split, mnist, xor
 from .masks import Mask
@@ -56,6 +56,7 @@ __all__ = [
     "recipes",
     "resnet",
     "rewind",
+    "seeds",
     "train",
     "train_population",
     "verdict",

@@ -1,0 +1,259 @@
+"""Population training: N networks as one batched computation vs the same N one after another.
+
+Both sides run the package's own code with one configuration: ``train_population`` on all N
+members, and ``train`` on members one by one (same initial weights, masks and data seeds). For
+large N only ``subset`` members are trained sequentially, spread evenly over the population, and
+their time is scaled by N / subset; the table says so. Each round times both sides back to back
+(``timing.interleave``); the speed-up is the median over rounds of
+``sequential time × N / subset ÷ population time``.
+
+Correctness is checked in float64, in a separate untimed run: every member of a population is
+trained, the subset's members also alone, and their weights must agree to ``ATOL + RTOL·|w|``.
+Why not the float32 runs that were timed: there the two computations differ in the last bit
+(another summation order), and once such a difference flips a ReLU for one example, it grows
+like any chaotic trajectory (seen: one of 8 LeNets, 3e-8 apart at step 40, 3e-4 at step 50).
+In float64 the same differences start near 1e-16, too small to flip anything, so a real mismatch
+(a wrong batch, mask or optimizer state) stands out by many orders of magnitude. The float32
+runs' differences are reported too, as a note.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from types import SimpleNamespace
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from ticketlab import prune
+from ticketlab.data import mnist, xor
+from ticketlab.masks import Mask
+from ticketlab.models import lenet_300_100, xor_mlp
+from ticketlab.population import train_population
+from ticketlab.train import TrainConfig, train
+
+from .results import Context, Group, Row, Target
+from .timing import interleave, ratios, summary
+
+__all__ = ["compare", "lenet", "lenet_gpu", "spread", "xor_population"]
+
+GROUP = "population"
+ATOL, RTOL = 1e-9, 1e-9  # float64: observed differences are ~1e-15 after 200 LeNet steps
+XOR_SPEEDUP = Target.minimum(50, "×")
+LENET_SPEEDUP = Target.minimum(1.3, "×")
+GPU_SPEEDUP = Target.minimum(20, "×")
+
+
+def spread(n: int, k: int) -> list[int]:
+    """``k`` member indices spread evenly over ``range(n)``, starting at 0 (all when k ≥ n)."""
+    if k >= n:
+        return list(range(n))
+    return [i * n // k for i in range(k)]
+
+
+def compare(ours: nn.Module, theirs: nn.Module) -> dict[str, float]:
+    """How far apart two same-architecture models are, parameter by parameter.
+
+    Returns ``max_abs`` (largest |a − b|) and ``excess``: the largest |a − b| − (ATOL + RTOL·|b|),
+    which is ≤ 0 exactly when every entry is within tolerance.
+    """
+    max_abs, excess = 0.0, -float("inf")
+    for a, b in zip(ours.parameters(), theirs.parameters(), strict=True):
+        diff = (a.detach() - b.detach()).abs()
+        max_abs = max(max_abs, float(diff.max()))
+        excess = max(excess, float((diff - ATOL - RTOL * b.detach().abs()).max()))
+    return {"max_abs": max_abs, "excess": excess}
+
+
+class _Pair(NamedTuple):
+    X: torch.Tensor
+    y: torch.Tensor
+
+
+def _float64(data, device: torch.device) -> SimpleNamespace:
+    """``data``'s splits with float64 inputs on ``device`` (``Dataset`` itself holds float32)."""
+
+    def convert(split) -> _Pair:
+        return _Pair(split.X.to(device, torch.float64), split.y.to(device))
+
+    return SimpleNamespace(
+        train=convert(data.train), val=convert(data.val), test=convert(data.test)
+    )
+
+
+def _train_both(bases, masks, data, config, subset) -> tuple[list[nn.Module], list[nn.Module]]:
+    """Trained copies of all ``bases`` as one population, and of the ``subset`` one by one."""
+    population = [copy.deepcopy(b) for b in bases]
+    train_population(
+        population, data, config, masks=masks, data_seeds=range(len(bases)), progress=False
+    )
+    alone = []
+    for i in subset:
+        model = copy.deepcopy(bases[i])
+        train(model, data, config, mask=masks[i], data_seed=i, progress=False)
+        alone.append(model)
+    return [population[i] for i in subset], alone
+
+
+def _check(ctx: Context, bases, masks, data, config: TrainConfig, subset: list[int]) -> dict:
+    """The float64 correctness check (module docstring); on MPS, which lacks float64, on CPU."""
+    dev = torch.device("cpu") if ctx.device.type == "mps" else ctx.device
+    bases64 = [copy.deepcopy(b).to(dev, torch.float64) for b in bases]
+    masks64 = [None if m is None else m.to(dev) for m in masks]
+    ctx.log(f"  float64 check: N = {len(bases)}, {len(subset)} alone, {config.steps} steps")
+    ours, theirs = _train_both(bases64, masks64, _float64(data, dev), config, subset)
+    diffs = [compare(a, b) for a, b in zip(ours, theirs, strict=True)]
+    return {
+        "device": str(dev),
+        "steps": config.steps,
+        "max_abs_diff": max(d["max_abs"] for d in diffs),
+        "within_tolerance": all(d["excess"] <= 0 for d in diffs),
+        "tolerance": {"atol": ATOL, "rtol": RTOL},
+        "per_member": diffs,
+    }
+
+
+def _measure(
+    ctx: Context,
+    label: str,
+    bases: Sequence[nn.Module],
+    masks: Sequence[Mask | None],
+    data,
+    config: TrainConfig,
+    subset: list[int],
+    rounds: int,
+    check_steps: int,
+) -> dict:
+    """Time population vs sequential training of ``bases`` (copied each round) and compare."""
+    n = len(bases)
+    trained: dict[str, list[nn.Module]] = {}
+
+    def population() -> None:
+        models = [copy.deepcopy(b) for b in bases]
+        train_population(models, data, config, masks=masks, data_seeds=range(n), progress=False)
+        ctx.sync()
+        trained["population"] = [models[i] for i in subset]
+
+    def sequential() -> None:
+        models = []
+        for i in subset:
+            model = copy.deepcopy(bases[i])
+            train(model, data, config, mask=masks[i], data_seed=i, progress=False)
+            models.append(model)
+        ctx.sync()
+        trained["sequential"] = models
+
+    # Warm up on a tiny version of both, not a full extra round.
+    short = config.replace(steps=2, eval_every=2)
+    train_population([copy.deepcopy(b) for b in bases[:2]], data, short, progress=False)
+    train(copy.deepcopy(bases[0]), data, short, progress=False)
+    ctx.log(f"{label}: {rounds} rounds, N = {n}, {len(subset)} sequential, {config.steps} steps")
+    samples = interleave({"population": population, "sequential": sequential}, rounds, warmup=0)
+    scale = n / len(subset)
+    speedup = ratios([t * scale for t in samples["sequential"]], samples["population"])
+    float32 = [
+        compare(a, b) for a, b in zip(trained["population"], trained["sequential"], strict=True)
+    ]
+    check = config.replace(steps=check_steps, eval_every=check_steps)
+    return {
+        "n": n,
+        "subset": subset,
+        "extrapolation": scale,
+        "steps": config.steps,
+        "rounds": rounds,
+        "seconds": {name: summary(s) for name, s in samples.items()},
+        "speedup": summary(speedup),
+        "float32_max_abs_diff": max(d["max_abs"] for d in float32),
+        "float32_per_member": [d["max_abs"] for d in float32],
+        "check": _check(ctx, bases, masks, data, check, subset),
+    }
+
+
+def _rows(label: str, result: dict, target: Target | None) -> list[Row]:
+    n, k, check = result["n"], len(result["subset"]), result["check"]
+    timed = f"all {n} timed" if k == n else f"{k} of {n:,} timed, ×{result['extrapolation']:g}"
+    note = f"{result['steps']} steps; sequential: {timed}; median of {result['rounds']} rounds"
+    match = Row(
+        GROUP,
+        f"{label}: members match sequential runs",
+        f"max abs Δw = {check['max_abs_diff']:.1e} ({k} members)",
+        check["max_abs_diff"],
+        "",
+        f"within {ATOL:g} + {RTOL:g}·abs(w)",
+        check["within_tolerance"],
+        f"float64, {check['steps']} steps; the timed float32 runs differ by up to "
+        f"{result['float32_max_abs_diff']:.1e} (last-bit differences, amplified)",
+    )
+    item, speedup = f"{label}: speed-up over sequential", result["speedup"]["median"]
+    if target is None:
+        return [Row.info(GROUP, item, speedup, "×", note), match]
+    return [Row.judged(GROUP, item, speedup, "×", target, note), match]
+
+
+def xor_population(ctx: Context) -> Group:
+    """XOR, N = 1,000 (2 hidden units, full-batch Adam lr 0.01, as ``experiments.xor_tickets``)."""
+    n = 1000
+    steps = ctx.size(quick=200, full=1000)
+    data = xor(device=ctx.device)
+    config = TrainConfig(steps=steps, batch_size=len(data.train), lr=0.01, eval_every=steps)
+    bases = [xor_mlp(seed=i).to(ctx.device) for i in range(n)]
+    result = _measure(
+        ctx,
+        "XOR",
+        bases,
+        [None] * n,
+        data,
+        config,
+        spread(n, ctx.size(quick=5, full=20)),
+        ctx.rounds(quick=2, full=3),
+        check_steps=ctx.size(quick=100, full=300),
+    )
+    return Group(_rows(f"XOR, N = {n:,}", result, XOR_SPEEDUP), {"xor": result})
+
+
+def _lenet_members(n: int, device: torch.device) -> tuple[list[nn.Module], list[Mask]]:
+    """LeNet-300-100 members 0…n−1, each with its own random mask at 10 % density."""
+    bases = [lenet_300_100(seed=i).to(device) for i in range(n)]
+    masks = [prune.random(Mask.ones(b), fraction=0.9, seed=i) for i, b in enumerate(bases)]
+    return bases, masks
+
+
+def _lenet(ctx: Context, sizes: Sequence[tuple[int, int, Target | None]], steps: int) -> Group:
+    """For each (N, sequential subset, target): masked LeNet members, timed and compared."""
+    data = mnist(device=ctx.device)
+    config = TrainConfig(steps=steps, batch_size=60, lr=1.2e-3, eval_every=steps)
+    rows, details = [], {}
+    for n, k, target in sizes:
+        bases, masks = _lenet_members(n, ctx.device)
+        result = _measure(
+            ctx,
+            f"LeNet N = {n}",
+            bases,
+            masks,
+            data,
+            config,
+            spread(n, k),
+            ctx.rounds(quick=2, full=3),
+            # Past the first epoch (58 batches), so the data order of epoch 2 is checked too.
+            check_steps=ctx.size(quick=30, full=100),
+        )
+        rows += _rows(f"LeNet-300-100, N = {n}", result, target)
+        details[f"lenet_{n}"] = result
+    details["config"] = {"batch_size": 60, "lr": 1.2e-3, "mask": "random, 10 % density, own"}
+    return Group(rows, details)
+
+
+def lenet(ctx: Context) -> Group:
+    """LeNet-300-100, N = 8 (target ≥ 1.3×) and N = 32 (no target), masked at 10 % density."""
+    k = ctx.size(quick=4, full=8)
+    return _lenet(ctx, [(8, k, LENET_SPEEDUP), (32, k, None)], ctx.size(quick=40, full=200))
+
+
+def lenet_gpu(ctx: Context) -> Group:
+    """GPU only: 64 LeNet-300-100s (target ≥ 20× sequential)."""
+    item = "LeNet-300-100, N = 64 (GPU): speed-up over sequential"
+    if ctx.device.type != "cuda":
+        return Group([Row.unmeasured(GROUP, item, "no GPU: not measured", GPU_SPEEDUP)])
+    return _lenet(ctx, [(64, 8, GPU_SPEEDUP)], ctx.size(quick=100, full=500))

@@ -1,0 +1,287 @@
+"""Trainer throughput: ``ticketlab.train`` on a sparse LeNet vs a naive loop and the matmul peak.
+
+Four tasks are timed in interleaved rounds (``timing.interleave``):
+
+* ``trainer``: ``ticketlab.train`` on LeNet-300-100 with a layerwise magnitude mask at 10 %
+  density, batch 60, Adam (lr 1.2e-3), on the 5k MNIST subset; evaluation only where ``train``
+  always evaluates (before the first and after the last step, 1,500 validation and test images).
+* ``naive``: the reference loop in ``naive_loop``: the same network as a plain ``nn.Sequential``,
+  ``torch.optim.Adam`` with its defaults, batches of random indices into the same tensors,
+  no mask and no evaluation.
+* ``square``: large square fp32 matmuls, 1024² and 2048²: this machine's matmul peak.
+* ``lenet_shapes``: the eight matmuls of one batch-60 LeNet step (``flops.mlp_step_matmuls``)
+  alone: the fastest that step's arithmetic can run here.
+* ``adam``: the trainer's optimizer update (``train.make_optimizer``) on LeNet's 266,610
+  parameters alone. Step matmuls + this update bound what any Adam trainer can reach.
+
+Reported per round, then as the median over rounds: the trainer's speed-up over the naive loop,
+and its achieved GFLOP/s (``flops.mlp_step_flops`` × steps/s) as a fraction of each peak.
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ticketlab import prune
+from ticketlab.data import mnist
+from ticketlab.models import lenet_300_100
+from ticketlab.train import TrainConfig, make_optimizer, train
+
+from .flops import LENET_300_100, mlp_step_flops, mlp_step_matmuls
+from .results import Context, Group, Row, Target
+from .timing import interleave, ratios, summary
+
+__all__ = ["naive_loop", "naive_net", "run"]
+
+GROUP = "trainer"
+SPEEDUP = Target.minimum(1.3, "×")
+PEAK_FRACTION = Target.minimum(55, "%")
+SQUARE_SIZES = (1024, 2048)
+BATCH = 60
+LR = 1.2e-3
+DENSITY = 0.1
+
+
+def naive_net(source: nn.Module) -> nn.Sequential:
+    """A plain ``nn.Sequential`` LeNet-300-100 holding copies of ``source``'s weights."""
+    net = nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(784, 300),
+        nn.ReLU(),
+        nn.Linear(300, 100),
+        nn.ReLU(),
+        nn.Linear(100, 10),
+    )
+    weights = [p.detach() for p in source.parameters()]
+    with torch.no_grad():
+        for p, w in zip(net.parameters(), weights, strict=True):
+            p.copy_(w)
+    return net.to(weights[0].device)
+
+
+def naive_loop(
+    net: nn.Module, X: torch.Tensor, y: torch.Tensor, steps: int, batch_size: int, seed: int = 0
+) -> None:
+    """The reference: the training loop a first PyTorch tutorial writes.
+
+    ``steps`` Adam steps (``torch.optim.Adam``, lr 1.2e-3, otherwise defaults) on batches of
+    ``batch_size`` indices drawn uniformly at random from ``X`` (N, ...) and ``y`` (N,), both on
+    the network's device. No mask, no evaluation, no host synchronization.
+    """
+    optimizer = torch.optim.Adam(net.parameters(), lr=LR)
+    gen = torch.Generator(device=X.device).manual_seed(seed)
+    for _ in range(steps):
+        idx = torch.randint(len(X), (batch_size,), generator=gen, device=X.device)
+        loss = F.cross_entropy(net(X[idx]), y[idx])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+
+def _calibrated(fn: Callable[[], object], ctx: Context, seconds: float) -> int:
+    """How many calls of ``fn`` take about ``seconds`` (at least 1), from one timed call."""
+    fn()
+    ctx.sync()
+    start = time.perf_counter()
+    fn()
+    ctx.sync()
+    return max(1, round(seconds / (time.perf_counter() - start)))
+
+
+def _matmul_task(shapes: list[tuple[int, int, int]], ctx: Context, seconds: float):
+    """A task running fp32 (m × k)·(k × n) matmuls for ``shapes``; returns (task, FLOPs/call)."""
+    gen = torch.Generator(device=ctx.device).manual_seed(0)
+    operands = [
+        (
+            torch.randn(m, k, generator=gen, device=ctx.device),
+            torch.randn(k, n, generator=gen, device=ctx.device),
+            torch.empty(m, n, device=ctx.device),
+        )
+        for m, k, n in shapes
+    ]
+
+    def once() -> None:
+        for a, b, out in operands:
+            torch.mm(a, b, out=out)
+
+    reps = _calibrated(once, ctx, seconds)
+
+    def task() -> None:
+        for _ in range(reps):
+            once()
+        ctx.sync()
+
+    return task, reps * sum(2 * m * k * n for m, k, n in shapes)
+
+
+def _adam_task(model: nn.Module, config: TrainConfig, ctx: Context, seconds: float):
+    """A task running the trainer's optimizer step on ``model``'s parameters (random gradients)."""
+    params = [p for p in copy.deepcopy(model).parameters()]
+    gen = torch.Generator(device=ctx.device).manual_seed(0)
+    for p in params:
+        p.grad = torch.randn(p.shape, generator=gen, device=ctx.device)
+    optimizer = make_optimizer(params, config)
+    reps = _calibrated(optimizer.step, ctx, seconds)
+
+    def task() -> None:
+        for _ in range(reps):
+            optimizer.step()
+        ctx.sync()
+
+    return task, reps
+
+
+def run(ctx: Context) -> Group:
+    steps = ctx.size(quick=150, full=600)
+    rounds = ctx.rounds(quick=3, full=7)
+    data = mnist(device=ctx.device)
+    X, y = data.train
+    base = lenet_300_100(seed=0).to(ctx.device)
+    mask = prune.one_shot(base, DENSITY)
+    config = TrainConfig(steps=steps, batch_size=BATCH, optimizer="adam", lr=LR, eval_every=steps)
+    reference = naive_net(base)
+
+    def trainer() -> None:
+        train(copy.deepcopy(base), data, config, mask=mask, progress=False)
+        ctx.sync()
+
+    def naive() -> None:
+        naive_loop(copy.deepcopy(reference), X, y, steps, BATCH)
+        ctx.sync()
+
+    seconds = ctx.size(quick=0.3, full=0.6)
+    tasks: dict[str, Callable[[], None]] = {"trainer": trainer, "naive": naive}
+    flops_per_call = {}
+    for n in SQUARE_SIZES:
+        tasks[f"square_{n}"], flops_per_call[f"square_{n}"] = _matmul_task(
+            [(n, n, n)], ctx, seconds
+        )
+    step_shapes = [(m, k, n) for _, m, k, n in mlp_step_matmuls(LENET_300_100, BATCH)]
+    tasks["lenet_shapes"], flops_per_call["lenet_shapes"] = _matmul_task(step_shapes, ctx, seconds)
+    tasks["adam"], adam_reps = _adam_task(base, config, ctx, seconds)
+    ctx.log(f"trainer: {rounds} rounds of {list(tasks)}, {steps} training steps each")
+    samples = interleave(tasks, rounds)
+
+    step_flops = mlp_step_flops(LENET_300_100, BATCH)
+    gflops = {
+        name: [flops_per_call[name] / t / 1e9 for t in samples[name]] for name in flops_per_call
+    }
+    gflops["trainer"] = [step_flops["total"] * steps / t / 1e9 for t in samples["trainer"]]
+    squares = [gflops[f"square_{n}"] for n in SQUARE_SIZES]
+    peak = [max(per_round) for per_round in zip(*squares, strict=True)]
+    speedup = ratios(samples["naive"], samples["trainer"])
+    of_peak = [100 * f for f in ratios(gflops["trainer"], peak)]
+    of_shapes = [100 * f for f in ratios(gflops["trainer"], gflops["lenet_shapes"])]
+    shapes_of_peak = [100 * f for f in ratios(gflops["lenet_shapes"], peak)]
+    # Per round: seconds of one step's matmuls plus one Adam update, nothing else.
+    floor = [
+        step_flops["total"] / (g * 1e9) + t / adam_reps
+        for g, t in zip(gflops["lenet_shapes"], samples["adam"], strict=True)
+    ]
+    bound = [100 * step_flops["total"] / f / 1e9 / p for f, p in zip(floor, peak, strict=True)]
+    med = statistics.median
+
+    reach = "out of reach" if med(bound) < PEAK_FRACTION.threshold else "within reach"
+    shapes_note = (
+        f"{PEAK_FRACTION} is {reach} at batch {BATCH}: the step's matmuls alone run at "
+        f"{med(shapes_of_peak):.0f} % of it, and with the Adam update (no other work) at "
+        f"{med(bound):.0f} %"
+    )
+    setup = f"{steps} steps, batch {BATCH}, Adam; median of {rounds} rounds"
+    rows = [
+        Row.judged(
+            GROUP,
+            "Trainer (mask 10 %) vs naive loop (no mask), speed-up",
+            med(speedup),
+            "×",
+            SPEEDUP,
+            setup,
+        ),
+        Row.info(
+            GROUP,
+            "Trainer, LeNet-300-100 with mask 10 %",
+            steps / med(samples["trainer"]),
+            "steps/s",
+        ),
+        Row.info(
+            GROUP, "Naive loop, LeNet-300-100, no mask", steps / med(samples["naive"]), "steps/s"
+        ),
+        Row.judged(
+            GROUP,
+            "Trainer GFLOP/s, share of matmul peak (square fp32)",
+            med(of_peak),
+            "%",
+            PEAK_FRACTION,
+            f"reference: this machine's peak; {shapes_note}",
+        ),
+        Row.info(
+            GROUP,
+            "Trainer GFLOP/s, share of its own step's matmuls",
+            med(of_shapes),
+            "%",
+            "the 8 matmuls of a batch-60 step timed alone: this step's ceiling",
+        ),
+        Row.info(
+            GROUP,
+            "Trainer achieved",
+            med(gflops["trainer"]),
+            "GFLOP/s",
+            f"{step_flops['total'] / 1e6:.1f} MFLOP per step (benchmarks/flops.py)",
+        ),
+        Row.info(
+            GROUP,
+            "Matmul peak, square fp32 " + "/".join(f"{n}²" for n in SQUARE_SIZES),
+            med(peak),
+            "GFLOP/s",
+            "best size per round",
+        ),
+        Row.info(GROUP, "Matmuls of a batch-60 LeNet step", med(gflops["lenet_shapes"]), "GFLOP/s"),
+        Row.info(
+            GROUP,
+            "Adam update of LeNet-300-100 (fused)",
+            1e3 * med([t / adam_reps for t in samples["adam"]]),
+            "ms",
+            "per step, the trainer's optimizer alone",
+        ),
+        Row.info(
+            GROUP,
+            "Bound: step matmuls + Adam update, share of peak",
+            med(bound),
+            "%",
+            "this Adam with no other work (activations, loss, masks): a ceiling",
+        ),
+    ]
+    details = {
+        "config": {
+            "model": "lenet_300_100",
+            "data": data.name,
+            "steps": steps,
+            "batch_size": BATCH,
+            "optimizer": "adam",
+            "lr": LR,
+            "mask_density": mask.density,
+            "eval": "train() evaluates before the first and after the last step only",
+            "rounds": rounds,
+            "square_sizes": list(SQUARE_SIZES),
+            "torch_threads": torch.get_num_threads(),
+        },
+        "flops_per_step": step_flops,
+        "matmul_flops_per_call": flops_per_call,
+        "seconds": {name: summary(s) for name, s in samples.items()},
+        "gflops": {name: summary(s) for name, s in gflops.items()},
+        "peak_gflops": summary(peak),
+        "speedup": summary(speedup),
+        "percent_of_peak": summary(of_peak),
+        "percent_of_step_matmuls": summary(of_shapes),
+        "step_matmuls_percent_of_peak": summary(shapes_of_peak),
+        "adam_updates_per_call": adam_reps,
+        "bound_percent_of_peak": summary(bound),
+    }
+    return Group(rows, details)
