@@ -28,6 +28,13 @@ def test_setup_check_runs_cleanly_in_jupyterlab(lab):
     assert move.output_after != move.output_before
 
 
+def test_mnist_lottery_lab_density_slider_in_jupyterlab(lab):
+    run = lab.check("02_mnist_lottery_tickets.ipynb", expect=r"^Verdict: ")
+    assert run.headings[0]["level"] == "h1", run.headings
+    move = lab.move_first_slider(run)  # the density explorer: mask heatmap + accuracy point
+    assert move.output_after != move.output_before
+
+
 def _write_notebook(path, *cells: tuple[str, str], kernelspec: bool = True) -> None:
     nb = nbformat.v4.new_notebook()
     if kernelspec:  # without one, JupyterLab asks which kernel to start
