@@ -12,7 +12,7 @@ import torch
 
 from ticketlab.config import device as pick_device
 
-from .report import format_table, markdown, to_json, write_atomic
+from .report import format_table, load_average, markdown, to_json, write_atomic
 from .results import Context, Row
 from .suite import ALIASES, BENCHMARKS, QUICK_SKIPS, run, select
 
@@ -91,6 +91,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[bench] {message}", file=sys.stderr, flush=True)
 
     ctx = Context(quick=args.quick, repeats=args.repeats, device=pick_device(args.device), log=log)
+    load, cores = load_average(), os.cpu_count() or 1
+    if load is not None and load[0] > cores and torch.get_num_threads() > 1:
+        # Seen on a 2-core machine at load 12: LeNet steps ran 12× slower with 2 threads than 1.
+        log(
+            f"warning: the machine is busy (load {load[0]:g} on {cores} cores); torch's "
+            f"{torch.get_num_threads()} threads then wait for each other on small ops and "
+            "everything slows down many times. Consider --threads 1."
+        )
     args_given = argv if argv is not None else sys.argv[1:]
     command = f"python -m benchmarks {shlex.join(args_given)}".strip()
     report = run(chosen, skipped, ctx, command)
