@@ -415,6 +415,8 @@ class LabRun:
         ]
         counts = []
         for cell in self.code_cells:
+            if cell.prompt == "":  # a collapsed (hidden) solution cell shows no prompt at all
+                continue
             match = re.fullmatch(r"\[(\d+)\]:", cell.prompt)
             if match is None:
                 found.append(f"{cell.describe()} has no execution count (prompt {cell.prompt!r})")

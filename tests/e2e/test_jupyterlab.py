@@ -28,10 +28,10 @@ def test_setup_check_runs_cleanly_in_jupyterlab(lab):
     assert move.output_after != move.output_before
 
 
-def test_mnist_lottery_lab_density_slider_in_jupyterlab(lab):
-    run = lab.check("02_mnist_lottery_tickets.ipynb", expect=r"^Verdict: ")
+def test_xor_lab_explorer_slider_in_jupyterlab(lab):
+    run = lab.check("01_xor_lottery.ipynb", expect=r"^Verdict: supported")
     assert run.headings[0]["level"] == "h1", run.headings
-    move = lab.move_first_slider(run)  # the density explorer: mask heatmap + accuracy point
+    move = lab.move_first_slider(run)  # the XOR explorer: one run's decision boundary
     assert move.output_after != move.output_before
 
 
