@@ -11,7 +11,7 @@ Four tasks are timed in interleaved rounds (``timing.interleave``):
 * ``square``: large square fp32 matmuls, 1024² and 2048²: this machine's matmul peak.
 * ``lenet_shapes``: the eight matmuls of one batch-60 LeNet step (``flops.mlp_step_matmuls``)
   alone: the fastest that step's arithmetic can run here.
-* ``adam``: the trainer's optimizer update (``train.make_optimizer``) on LeNet's 266,610
+* ``adam``: the trainer's optimizer update (``optim.make_optimizer``) on LeNet's 266,610
   parameters alone. Step matmuls + this update bound what any Adam trainer can reach.
 
 Reported per round, then as the median over rounds: the trainer's speed-up over the naive loop,
@@ -32,7 +32,8 @@ from torch import nn
 from ticketlab import prune
 from ticketlab.data import mnist
 from ticketlab.models import lenet_300_100
-from ticketlab.train import TrainConfig, make_optimizer, train
+from ticketlab.optim import make_optimizer
+from ticketlab.train import TrainConfig, train
 
 from .flops import LENET_300_100, mlp_step_flops, mlp_step_matmuls
 from .results import Context, Group, Row, Target
@@ -128,11 +129,11 @@ def _adam_task(model: nn.Module, config: TrainConfig, ctx: Context, seconds: flo
     for p in params:
         p.grad = torch.randn(p.shape, generator=gen, device=ctx.device)
     optimizer = make_optimizer(params, config)
-    reps = _calibrated(optimizer.step, ctx, seconds)
+    reps = _calibrated(lambda: optimizer.step(LR), ctx, seconds)
 
     def task() -> None:
         for _ in range(reps):
-            optimizer.step()
+            optimizer.step(LR)
         ctx.sync()
 
     return task, reps

@@ -593,11 +593,12 @@ def test_pruned_weights_stay_exactly_zero_during_training(device, seed, optimize
 
 @pytest.mark.parametrize("optimizer", ["adam", "sgd+momentum"])
 def test_masking_only_the_gradient_would_fail_that_check(optimizer):
-    """Why train() re-zeroes pruned weights after every step, and how the test above would see it.
+    """Why train() starts a fresh optimizer for every run, and how the test above would see it.
 
     An optimizer that took steps before the pruning remembers them: SGD's momentum buffer and
-    Adam's moments keep moving a weight whose gradient is now masked to zero. (Weight decay alone
-    cannot revive a weight that is exactly zero: it adds λ·0 to the gradient.)
+    Adam's moments keep moving a weight whose gradient is now masked to zero. A fresh optimizer
+    has zero state for a weight that is zero and has a masked gradient, so masking the gradient is
+    all train() needs. (Weight decay cannot revive such a weight either: it adds λ·0.)
     """
     model = xor_mlp(hidden=6, seed=0)
     X, y = tiny_data("cpu").train

@@ -15,6 +15,7 @@ from torch import nn
 import ticketlab
 from ticketlab.data import Dataset, Split
 from ticketlab.models import init_
+from ticketlab.optim import FusedSGD
 from ticketlab.train import TrainConfig, TrainResult, batch_indices, early_stop_step, train
 
 # ``ticketlab.train`` is the function (re-exported by the package); this is the module.
@@ -262,14 +263,12 @@ def test_lr_schedule_against_a_hand_computed_table():
 def test_training_uses_the_schedule(monkeypatch):
     used = []
 
-    class Recording(torch.optim.SGD):
-        def step(self, closure=None):
-            used.append(self.param_groups[0]["lr"])
-            return super().step(closure)
+    class Recording(FusedSGD):
+        def step(self, lr):
+            used.append(lr)
+            return super().step(lr)
 
-    monkeypatch.setattr(
-        train_module, "make_optimizer", lambda params, cfg: Recording(params, lr=cfg.lr)
-    )
+    monkeypatch.setattr(train_module, "make_optimizer", lambda params, cfg: Recording(params))
     cfg = SGD.replace(steps=8, lr=1.0, warmup_steps=4, milestones=(3, 6), gamma=0.5)
     train(mlp(), blobs(), cfg, progress=False)
     assert used == [0.25, 0.5, 0.75, 0.5, 0.5, 0.5, 0.25, 0.25]

@@ -27,13 +27,14 @@ import pandas as pd
 import torch
 from torch import nn
 
+from .optim import make_optimizer
 from .train import (
     TrainConfig,
     TrainResult,
     _as_config,
     batch_indices,
     loss_and_correct,
-    make_optimizer,
+    mean_loss,
 )
 
 __all__ = ["supports", "train_population"]
@@ -217,18 +218,16 @@ def train_population(
     alive = torch.ones(n, dtype=torch.bool, device=dev)
     diverged_at: list[int | None] = [None] * n
     for step, idx in enumerate(batches, start=start_step):
-        for group in optimizer.param_groups:
-            group["lr"] = cfg.lr_at(step)
-        losses = loss_and_correct(net.forward(X[idx]), y[idx])[0].mean(-1)
+        losses = mean_loss(net.forward(X[idx]), y[idx])
         optimizer.zero_grad()  # None grads let backward write them without an extra pass
         # A diverged member is frozen at its last weights instead of poisoning the others.
         torch.where(alive, losses, torch.zeros_like(losses)).sum().backward()
         with torch.no_grad():
             if masked:
                 torch._foreach_mul_([p.grad for p in masked], stacked_masks)
-            optimizer.step()
-            if masked:
-                torch._foreach_mul_(masked, stacked_masks)
+            # Fresh optimizer, zeroed weights, masked gradients: pruned weights cannot move (as in
+            # ``train``), so no re-zeroing pass is needed.
+            optimizer.step(cfg.lr_at(step))
             running += losses.detach()
         since_eval += 1
         done = step + 1

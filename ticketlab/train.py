@@ -8,11 +8,14 @@ What makes it suitable for lottery-ticket science:
   last partial batch of an epoch is dropped. Changing ``data_seed`` changes the "SGD noise"
   while the initialization stays fixed.
 * **Masks are enforced exactly.** With ``mask`` (a ``ticketlab.Mask`` or any mapping name → bool
-  tensor) pruned weights are zeroed before training, their gradients are masked, and they are
-  zeroed again after every optimizer step, so neither momentum nor weight decay can revive them.
+  tensor) pruned weights are zeroed before training and their gradients are masked. Every run
+  starts a fresh optimizer, so a pruned weight has zero gradient, zero momentum and zero Adam
+  moments from its first step on: no update (L2 weight decay included, which adds λ·0) can move
+  it off exactly zero, and no re-zeroing pass is needed after the step.
 * **Frozen entries stay bit-identical.** ``grad_mask`` marks, per element, which entries of a
-  parameter may train; the others are restored to their starting values after every step (used by
-  the BatchNorm-only control, which trains a random subset of weights).
+  parameter may train; with a zero gradient the others cannot move either, except under weight
+  decay, which pulls every non-zero weight, so then they are restored to their starting values
+  after each step (used by the BatchNorm-only control, which trains a random subset of weights).
 * **Resuming from step k** (``start_step``) replays the learning-rate schedule and data order from
   step k. The optimizer starts fresh (zero Adam moments / momentum), as in open_lth's rewinding.
 * **Early stopping is measured after the fact**: ``early_stop_step`` is the evaluation step with the
@@ -34,6 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .optim import make_optimizer
+
 __all__ = [
     "TrainConfig",
     "TrainResult",
@@ -42,6 +47,7 @@ __all__ = [
     "epoch_permutations",
     "evaluate",
     "loss_and_correct",
+    "mean_loss",
     "train",
 ]
 
@@ -168,6 +174,25 @@ def early_stop_step(history: pd.DataFrame) -> int:
     return int(finite.loc[finite["val_loss"].idxmin(), "step"])
 
 
+def mean_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean training loss over the batch (last) dimension: shape ``logits.shape[:-2]``.
+
+    The loss of ``loss_and_correct`` without the accuracy bookkeeping a training step does not
+    need: cross-entropy for logits (..., N, C), binary cross-entropy with logits for (..., N, 1).
+    """
+    if logits.shape[-1] == 1:
+        z = logits.squeeze(-1)
+        target = y.to(z.dtype).expand_as(z)
+        if z.dim() == 1:
+            return F.binary_cross_entropy_with_logits(z, target)
+        return F.binary_cross_entropy_with_logits(z, target, reduction="none").mean(-1)
+    if logits.dim() == 2:
+        return F.cross_entropy(logits, y)
+    flat = logits.reshape(-1, logits.shape[-1])
+    target = y.expand(logits.shape[:-1]).reshape(-1)
+    return F.cross_entropy(flat, target, reduction="none").view(logits.shape[:-1]).mean(-1)
+
+
 def loss_and_correct(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-example loss and correctness for logits (..., N, C) or single-logit (..., N, 1).
 
@@ -269,16 +294,6 @@ def batch_indices(
         yield perms[..., offset : offset + batch_size]
 
 
-def make_optimizer(params: Sequence[torch.Tensor], config: TrainConfig) -> torch.optim.Optimizer:
-    """Adam or SGD for ``params``, using PyTorch's fused kernels where the device has them."""
-    fused = {"fused": True} if params and params[0].device.type in ("cpu", "cuda") else {}
-    if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, **fused)
-    return torch.optim.SGD(
-        params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, **fused
-    )
-
-
 def _as_config(config: TrainConfig | None, overrides: dict) -> TrainConfig:
     if config is None:
         return TrainConfig().replace(**overrides)
@@ -317,9 +332,11 @@ def _masked_params(
 class TrainStep:
     """One optimizer step with ``train``'s mask rules, callable as ``step(X, y, lr) -> loss``.
 
-    Pruned weights (``mask``) are zeroed at construction, their gradients are masked, and they are
-    zeroed again after the update; entries frozen by ``grad_mask`` are restored to their values at
-    construction. A call never waits for the device (no ``.item()``), so steps queue up on a GPU.
+    Pruned weights (``mask``) are zeroed at construction and their gradients are masked; the
+    optimizer is created here, so its state for them starts and stays at zero and they never move
+    (see the module docstring). Entries frozen by ``grad_mask`` get masked gradients too, and are
+    restored to their values at construction after each step when weight decay could move them.
+    A call never waits for the device (no ``.item()``), so steps queue up on a GPU.
     Returns the batch's mean loss as a detached 0-d tensor.
     """
 
@@ -331,6 +348,7 @@ class TrainStep:
             if self.pruned:
                 torch._foreach_mul_(self.pruned, self.prune_masks)
             # p ← p·m + p₀·(1 − m) restores every frozen entry exactly after each step.
+            self.restore_frozen = bool(self.frozen) and config.weight_decay > 0
             self.frozen_base = [
                 p.detach() * (1 - m) for p, m in zip(self.frozen, self.keep_masks, strict=True)
             ]
@@ -347,19 +365,15 @@ class TrainStep:
         self.optimizer = make_optimizer(trainable, config)
 
     def __call__(self, X: torch.Tensor, y: torch.Tensor, lr: float) -> torch.Tensor:
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        loss = loss_and_correct(self.model(X), y)[0].mean()
+        loss = mean_loss(self.model(X), y)
         self.optimizer.zero_grad()  # None grads let backward write them without an extra pass
         loss.backward()
         with torch.no_grad():
             for p, m in self.grad_masks:
                 if p.grad is not None:  # a parameter the loss does not reach gets no gradient
                     p.grad.mul_(m)
-            self.optimizer.step()
-            if self.pruned:
-                torch._foreach_mul_(self.pruned, self.prune_masks)
-            if self.frozen:
+            self.optimizer.step(lr)
+            if self.restore_frozen:
                 torch._foreach_mul_(self.frozen, self.keep_masks)
                 torch._foreach_add_(self.frozen, self.frozen_base)
         return loss.detach()
