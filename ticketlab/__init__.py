@@ -6,6 +6,7 @@ The public API, one module per idea:
 * ``data``: ``xor()``, ``mnist()`` returning ``Dataset``\\s of on-device ``Split``\\s
 * ``models``: ``xor_mlp``, ``lenet_300_100``, ``conv4``, ``resnet``
 * ``train``: ``train()``, ``TrainConfig``, ``TrainResult``, ``evaluate()``
+* ``optim``: ``FusedAdam``, ``FusedSGD``, the trainer's lean fused optimizer steps
 * ``population``: ``train_population()``, many small networks as one batched computation
 * ``masks`` / ``prune``: ``Mask`` and pure pruning functions returning new masks
 * ``rewind``: ``rewind()`` and the controls (``reinit``, ``random``, ``shuffled``, ``sign``)
@@ -15,7 +16,7 @@ The public API, one module per idea:
 
 from __future__ import annotations
 
-from . import connectivity, experiments, imp, plots, prune, recipes, seeds, verdict
+from . import connectivity, experiments, imp, optim, plots, prune, recipes, seeds, verdict
 from .config import budget, cache_dir, device, generator, quick
 from .data import Dataset, Split, mnist, xor
 from .masks import Mask
@@ -50,6 +51,7 @@ __all__ = [
     "imp",
     "lenet_300_100",
     "mnist",
+    "optim",
     "plots",
     "prune",
     "quick",
