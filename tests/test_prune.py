@@ -156,6 +156,36 @@ def test_ties_go_to_the_lower_flat_index_first(device):
     assert prune.magnitude(model, reordered, 0.25, scope="global") == glob
 
 
+def sorted_oracle(scores: list[float], keep: list[bool], n_keep: int) -> list[bool]:
+    """Keep the n_keep best kept entries: Python's sort by (score, index), NaN counted as 0."""
+    clean = [0.0 if math.isnan(v) else v for v in scores]
+    kept = sorted((clean[i], i) for i in range(len(clean)) if keep[i])
+    survivors = {i for _, i in kept[max(len(kept) - max(n_keep, 0), 0) :]} if n_keep > 0 else set()
+    return [i in survivors for i in range(len(clean))]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    values=st.lists(
+        st.sampled_from([0.0, -0.0, 1.0, -1.0, 0.5, -2.5, 3e38, -3e38, 1e-40, math.nan]),
+        min_size=1,
+        max_size=40,
+    ),
+    keep_bits=st.lists(st.booleans(), min_size=40, max_size=40),
+    n_keep=st.integers(-2, 45),
+    dtype=st.sampled_from([torch.float32, torch.float64, torch.float16]),
+    as_tensor=st.booleans(),
+)
+def test_ranking_core_matches_a_python_sort(values, keep_bits, n_keep, dtype, as_tensor):
+    """Ties, signed zeros, huge, tiny and NaN scores, every n_keep: the fast int64-key path
+    (float32/float16) and the stable-sort path (float64) agree with Python's sort."""
+    scores = torch.tensor(values, dtype=dtype)
+    keep = torch.tensor(keep_bits[: len(values)])
+    expected = sorted_oracle(scores.double().tolist(), keep.tolist(), n_keep)
+    count = torch.tensor(n_keep) if as_tensor else n_keep
+    assert prune._top(scores, keep, count).tolist() == expected
+
+
 def test_iterated_rounding_is_round_half_up_of_the_remaining_weights(device):
     gen = torch.Generator().manual_seed(0)
     fc1, out = torch.randn(5, 2, generator=gen), torch.randn(3, 5, generator=gen)
