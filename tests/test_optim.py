@@ -1,4 +1,8 @@
-"""ticketlab.optim against its oracle, torch.optim's fused optimizers: bit-identical updates."""
+"""ticketlab.optim against its oracle, torch.optim's fused optimizers: bit-identical updates.
+
+The oracle runs behind ``TorchOptimizer``, the package's three-line adapter to the ``step(lr)``
+interface, which ``test_torch_fallback_applies_the_learning_rate_it_is_given`` checks on its own.
+"""
 
 from __future__ import annotations
 
@@ -34,21 +38,6 @@ def run(optimizer, params, lrs, skips):
     return [p.detach().clone() for p in params]
 
 
-class Reference:
-    """torch.optim with ``step(lr)``, i.e. the oracle behind the same interface."""
-
-    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
-        self.optimizer = optimizer
-
-    def zero_grad(self) -> None:
-        self.optimizer.zero_grad(set_to_none=True)
-
-    def step(self, lr: float) -> None:
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        self.optimizer.step()
-
-
 LRS = [1e-2, 3e-2, 3e-2, 1e-3, 5e-2, 2e-2]
 # Parameter 1 gets no gradient at steps 0 and 3, parameter 3 none at step 2: its state must lag.
 SKIPS = [{1}, set(), {3}, {1}, set(), set()]
@@ -59,7 +48,7 @@ def test_adam_matches_torch_fused_adam_bit_for_bit(device, weight_decay):
     ours, theirs = make_params(0, device), make_params(0, device)
     got = run(FusedAdam(ours, weight_decay=weight_decay), ours, LRS, SKIPS)
     ref = torch.optim.Adam(theirs, lr=1.0, weight_decay=weight_decay, fused=True)
-    want = run(Reference(ref), theirs, LRS, SKIPS)
+    want = run(TorchOptimizer(ref), theirs, LRS, SKIPS)
     for g, w in zip(got, want, strict=True):
         assert torch.equal(g, w)
     assert not torch.equal(got[0], make_params(0, device)[0]), "the parameters did not move"
@@ -76,7 +65,7 @@ def test_sgd_matches_torch_sgd(device, momentum, weight_decay):
     ref = torch.optim.SGD(
         theirs, lr=1.0, momentum=momentum, weight_decay=weight_decay, foreach=False
     )
-    want = run(Reference(ref), theirs, LRS, SKIPS)
+    want = run(TorchOptimizer(ref), theirs, LRS, SKIPS)
     for g, w in zip(got, want, strict=True):
         torch.testing.assert_close(g, w, rtol=1e-6, atol=1e-8)
 
@@ -86,7 +75,7 @@ def test_sgd_matches_torch_fused_sgd_without_skipped_parameters(device):
     no_skips = [set()] * len(LRS)
     got = run(FusedSGD(ours, momentum=0.9, weight_decay=0.1), ours, LRS, no_skips)
     ref = torch.optim.SGD(theirs, lr=1.0, momentum=0.9, weight_decay=0.1, fused=True)
-    want = run(Reference(ref), theirs, LRS, no_skips)
+    want = run(TorchOptimizer(ref), theirs, LRS, no_skips)
     for g, w in zip(got, want, strict=True):
         assert torch.equal(g, w)
 

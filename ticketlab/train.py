@@ -347,11 +347,14 @@ class TrainStep:
         with torch.no_grad():
             if self.pruned:
                 torch._foreach_mul_(self.pruned, self.prune_masks)
-            # p ← p·m + p₀·(1 − m) restores every frozen entry exactly after each step.
-            self.restore_frozen = bool(self.frozen) and config.weight_decay > 0
-            self.frozen_base = [
-                p.detach() * (1 - m) for p, m in zip(self.frozen, self.keep_masks, strict=True)
-            ]
+        # Only weight decay can move a frozen entry; then p ← p·m + p₀·(1 − m) after each step
+        # restores it exactly.
+        self.restore_frozen = bool(self.frozen) and config.weight_decay > 0
+        self.frozen_base = [
+            p.detach() * (1 - m)
+            for p, m in zip(self.frozen, self.keep_masks, strict=True)
+            if self.restore_frozen
+        ]
         self.grad_masks = [
             (p, m)
             for p, m in zip(
