@@ -19,11 +19,12 @@ import math
 import os
 import platform
 import subprocess
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+
+from ticketlab.atomic import write_atomic
 
 from .results import Row
 
@@ -209,19 +210,6 @@ def markdown(report: dict) -> str:
         lines += ["", "Failed: " + ", ".join(report["errors"]) + " (tracebacks in the JSON file)"]
     lines += ["", "Every raw sample is in the JSON file the command writes (`--json`)."]
     return "\n".join(lines) + "\n"
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file, so no half-written file is left."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def to_json(report: dict) -> str:

@@ -17,12 +17,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from .atomic import atomic_file, write_atomic
 
 __all__ = ["CacheWarning", "ResultCache"]
 
@@ -31,20 +32,6 @@ FORMAT_VERSION = 1
 
 class CacheWarning(UserWarning):
     """A cache entry was unusable (corrupted or incompatible) and will be recomputed."""
-
-
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _sha256(path: Path) -> str:
@@ -72,13 +59,14 @@ class ResultCache:
         """Store ``payload`` (tensors are moved to the CPU) atomically under ``name``."""
         data_path, manifest_path = self._paths(name)
         cpu = _to_cpu(payload)
-        _atomic_write(data_path, lambda f: torch.save(cpu, f))
+        with atomic_file(data_path) as f:
+            torch.save(cpu, f)
         manifest = {
             "format": FORMAT_VERSION,
             "sha256": _sha256(data_path),
             "recipe": self.recipe,
         }
-        _atomic_write(manifest_path, lambda f: f.write(json.dumps(manifest, indent=1).encode()))
+        write_atomic(manifest_path, json.dumps(manifest, indent=1))
 
     def load(self, name: str, device: torch.device | str | None = None) -> dict[str, Any] | None:
         """The payload under ``name`` (tensors on ``device``), or None if absent or unusable."""

@@ -19,7 +19,6 @@ import hashlib
 import html
 import math
 import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from .atomic import atomic_file
 from .models import prunable_names
 
 __all__ = ["Mask", "MaskError"]
@@ -309,14 +309,8 @@ class Mask(Mapping[str, Tensor]):
             "bits": bits,
             "sha256": _digest(names, shapes, bits),
         }
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(payload, f)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_file(path) as f:
+            torch.save(payload, f)
         return path
 
     @classmethod

@@ -1,21 +1,20 @@
-"""Safe file handling: atomic writes, checksums, and downloads that try one mirror after another.
+"""Safe file handling: checksums, and downloads that try one mirror after another.
 
-A file is either complete and verified or absent: bytes go to a hidden temporary file next to
-the destination, which replaces the destination in one step (``os.replace``) only once all bytes
-are written and, for downloads, checked.
+A file is either complete and verified or absent: it is written through ``atomic_file``
+(``ticketlab.atomic``), which replaces the destination in one step only once all bytes are
+written and, for downloads, checked.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
-import tempfile
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from http.client import HTTPException
 from pathlib import Path
-from typing import BinaryIO
+
+from ..atomic import atomic_file
 
 __all__ = [
     "ChecksumError",
@@ -35,25 +34,6 @@ class ChecksumError(ValueError):
 
 class DownloadError(OSError):
     """No mirror delivered a file with the right checksum."""
-
-
-@contextlib.contextmanager
-def atomic_file(dest: str | os.PathLike) -> Iterator[BinaryIO]:
-    """Open a temporary file next to ``dest`` for writing bytes.
-
-    When the ``with`` block finishes, the file replaces ``dest`` in one step; when it raises (or
-    is interrupted), the temporary file is deleted and ``dest`` is untouched.
-    """
-    dest = Path(dest)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            yield out
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def parse_checksum(checksum: str) -> tuple[str, str]:
