@@ -217,6 +217,10 @@ def snip(
 # -- ranking ------------------------------------------------------------------------------------
 
 
+# Sorts after every kept entry's key, whose high half is a float32 pattern below 2**31.
+_PRUNED_KEY = torch.iinfo(torch.int64).max
+
+
 def _top(scores: Tensor, keep: Tensor, n_keep: Tensor | int) -> Tensor:
     """Bool tensor like ``keep``: the ``n_keep`` highest-scoring entries among those ``keep`` marks.
 
@@ -237,10 +241,6 @@ def _top(scores: Tensor, keep: Tensor, n_keep: Tensor | int) -> Tensor:
     if isinstance(n_keep, Tensor):
         threshold = torch.where(n_keep > 0, threshold, _PRUNED_KEY)
     return keep & (key >= threshold)
-
-
-# Sorts after every kept entry's key, whose high half is a float32 pattern below 2**31.
-_PRUNED_KEY = torch.iinfo(torch.int64).max
 
 
 def _sort_keys(scores: Tensor, keep: Tensor) -> Tensor | None:
