@@ -203,7 +203,7 @@ def test_pruning_at_init_masks_densities_and_shuffles(device):
             assert sum(counts.values()) == math.floor(0.05 * total + 0.5)
         # Magnitude masks keep the largest |w| of all layers: at init, or after training.
         source = {"magnitude_init": lenet_300_100(seed=seed).state_dict(),
-                  "imp": result.extras["trained"][seed]}.get(method)  # fmt: skip
+                  "magnitude_trained": result.extras["trained"][seed]}.get(method)  # fmt: skip
         if source is not None and not shuffled:
             kept = torch.cat([source[n].abs().cpu()[mask[n].cpu()] for n in NAMES])
             pruned = torch.cat([source[n].abs().cpu()[~mask[n].cpu()] for n in NAMES])
@@ -214,14 +214,15 @@ def test_pruning_at_init_masks_densities_and_shuffles(device):
             assert mask != original
     assert not any(m == "random" and s for _, m, s, _ in masks)
     ticks = [t.get_text() for t in result.plot().axes[0].get_xticklabels()]
-    assert ticks == ["snip", "magnitude_init", "random", "imp"]
+    assert ticks == ["snip", "magnitude_init", "random", "magnitude_trained"]
 
 
 def test_pruning_at_init_leaves_out_claims_about_methods_not_run(device):
-    result = pruning_at_init(density=0.05, seeds=3, steps=2, methods=("imp", "random"),
-                             device=device, progress=False)  # fmt: skip
+    result = pruning_at_init(density=0.05, seeds=3, steps=2,
+                             methods=("magnitude_trained", "random"), device=device,
+                             progress=False)  # fmt: skip
     assert [v.claim.name for v in result.verdicts] == ["shuffling hurts after-training mask"]
-    assert set(result.table["method"]) == {"dense", "imp", "random"}
+    assert set(result.table["method"]) == {"dense", "magnitude_trained", "random"}
     with pytest.raises(ValueError, match="methods"):
         pruning_at_init(methods=("grasp",), seeds=3, steps=2, device=device, progress=False)
 

@@ -12,11 +12,12 @@ The public API, one module per idea:
 * ``rewind``: ``rewind()`` and the controls (``reinit``, ``random``, ``shuffled``, ``sign``)
 * ``recipes`` / ``imp``: hashed experiment configs and cached, resumable IMP (``imp.run``)
 * ``verdict``, ``connectivity``, ``plots``: pre-registered claims, mode connectivity, figures
+* ``audit``: which outcomes hold on every machine (threads, seed sets, rounding), and notes on them
 """
 
 from __future__ import annotations
 
-from . import connectivity, experiments, imp, optim, plots, prune, recipes, seeds, verdict
+from . import audit, connectivity, experiments, imp, optim, plots, prune, recipes, seeds, verdict
 from .config import budget, cache_dir, device, generator, quick
 from .data import Dataset, Split, mnist, xor
 from .masks import Mask
@@ -39,6 +40,7 @@ __all__ = [
     "TrainResult",
     "Verdict",
     "__version__",
+    "audit",
     "budget",
     "cache_dir",
     "connectivity",

@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import torch
 from torch import nn
@@ -29,6 +32,7 @@ __all__ = [
     "init_",
     "lenet_300_100",
     "output_name",
+    "perturbed_init",
     "prunable_names",
     "resnet",
     "xor_mlp",
@@ -39,9 +43,35 @@ _PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _BATCHNORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 
+_PERTURBATION_SEED = 7_919_000_000  # keeps the perturbation's draws apart from every init's
+
+
 def _fans(weight: torch.Tensor) -> tuple[int, int]:
     receptive = math.prod(weight.shape[2:]) if weight.dim() > 2 else 1
     return weight.shape[1] * receptive, weight.shape[0] * receptive
+
+
+_INIT_PERTURBATION: ContextVar[float] = ContextVar("ticketlab_init_perturbation", default=0.0)
+"""Relative size of the audit's perturbation of initial weights; 0 (off) outside the audit."""
+
+
+@contextmanager
+def perturbed_init(relative: float) -> Iterator[None]:
+    """Inside this block, every weight ``init_`` draws is multiplied by ``1 + relative · ε``.
+
+    ``ε`` is standard normal, drawn from a generator seeded with the model's seed (offset by a
+    fixed constant), so a perturbed run is as repeatable as an unperturbed one. Only the
+    robustness audit (``ticketlab.audit``) uses this, to stand in for another CPU's rounding; it
+    is a context manager (a context variable, not global state) so that nothing outside the block
+    sees it. Results computed inside must not share a result cache with normal runs.
+    """
+    if not (isinstance(relative, (int, float)) and math.isfinite(relative) and relative >= 0):
+        raise ValueError(f"relative must be a finite float >= 0, got {relative!r}")
+    token = _INIT_PERTURBATION.set(float(relative))
+    try:
+        yield
+    finally:
+        _INIT_PERTURBATION.reset(token)
 
 
 def init_(model: nn.Module, init: str = "glorot_normal", seed: int = 0) -> nn.Module:
@@ -56,12 +86,16 @@ def init_(model: nn.Module, init: str = "glorot_normal", seed: int = 0) -> nn.Mo
     if init not in INITS:
         raise ValueError(f"unknown init {init!r}; choose one of {INITS}")
     gen = generator(seed)
+    relative = _INIT_PERTURBATION.get()
+    noise = generator(seed + _PERTURBATION_SEED) if relative else None
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, _PRUNABLE):
                 fan_in, fan_out = _fans(module.weight)
                 var = 2.0 / (fan_in + fan_out) if init == "glorot_normal" else 2.0 / fan_in
                 draw = torch.randn(module.weight.shape, generator=gen) * math.sqrt(var)
+                if noise is not None:
+                    draw *= 1 + relative * torch.randn(draw.shape, generator=noise)
                 module.weight.copy_(draw)
                 if module.bias is not None:
                     module.bias.zero_()

@@ -11,9 +11,11 @@ Student-t interval over seeds clears the margin):
 * ``subsample_verdicts`` / ``outcome_frequencies``: the verdict an experiment with only n of the
   seeds would have reached, over many (or all) subsets of n seeds;
 * ``cherry_picking_simulation``: how often "supported" comes out when there is no effect at all,
-  for a comparison fixed in advance versus the best of k comparisons picked after the fact.
+  for a comparison fixed in advance versus the best of k comparisons picked after the fact;
+* ``weak_effect_simulation``: the verdicts of many small experiments on one real but weak effect.
 
-``CLAIMS`` are this lab's own pre-registered predictions (notebook 07).
+``CLAIMS`` are this lab's own pre-registered predictions (notebook 07); ``SPECIMEN`` is the LeNet
+comparison the lab studies (no outcome is predicted for it).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ __all__ = [
     "seed_spread",
     "single_seed_conclusions",
     "subsample_verdicts",
+    "weak_effect_simulation",
 ]
 
 OUTCOMES = ("supported", "inconclusive", "refuted")
@@ -92,6 +95,20 @@ CLAIMS = (
         scale=100,
     ),
 )
+
+
+SPECIMEN = Claim(
+    name="ticket beats reinit at 40%",
+    statement="One-shot LeNet tickets are more accurate than the same masks reinitialized.",
+    citation="Frankle & Carbin (ICLR 2019), §2; at a moderate density",
+    metric="test_acc",
+    treatment={"kind": "ticket"},
+    control={"kind": "reinit"},
+    min_seeds=3,
+    unit="pp",
+    scale=100,
+)
+"""The comparison notebook 07 dissects: eight LeNet seeds, one round of pruning to 40 %."""
 
 
 def _outcomes(direction: str, margin: float, low: np.ndarray, high: np.ndarray) -> np.ndarray:
@@ -314,3 +331,36 @@ def cherry_picking_simulation(
                     }
                 )
     return pd.DataFrame(rows)
+
+
+def weak_effect_simulation(
+    effect: float = 0.5,
+    sizes: Sequence[int] = (3, 4, 5),
+    experiments: int = 1000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """The verdicts of many small experiments on one real but weak effect.
+
+    Each simulated experiment has ``n`` seeds (one per ``sizes``) whose per-seed differences are
+    independent draws from N(``effect``, 1): the effect is in units of the seed-to-seed standard
+    deviation σ, so 0.5 means "half a standard deviation", a weak effect. Each experiment is
+    decided by the verdict rule for "treatment > control" (supported if the whole 95% Student-t
+    interval lies above 0, refuted if it lies below). Draws come from NumPy's PCG64 generator
+    seeded with ``seed``, which gives the same numbers on every machine.
+
+    Returns ``outcome_frequencies``' tidy table: size, outcome, count, fraction (0–1).
+    """
+    sizes = [int(n) for n in sizes]
+    if not sizes or min(sizes) < 2:
+        raise ValueError(f"sizes must be ints >= 2 (a t-interval needs 2 seeds), got {sizes}")
+    if not isinstance(experiments, int) or experiments < 1:
+        raise ValueError(f"experiments must be a positive int, got {experiments!r}")
+    if not math.isfinite(effect):
+        raise ValueError(f"effect must be a finite number (in units of σ), got {effect!r}")
+    rng = np.random.default_rng([int(seed)])
+    frames = []
+    for n in sizes:
+        draws = effect + rng.standard_normal((experiments, n))
+        _, low, high = _intervals(draws)
+        frames.append(pd.DataFrame({"size": n, "outcome": _outcomes("greater", 0.0, low, high)}))
+    return outcome_frequencies(pd.concat(frames, ignore_index=True))

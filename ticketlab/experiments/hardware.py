@@ -112,6 +112,7 @@ def sparsity_speed(
     repeats: int | None = None,
     rounds: int | None = None,
     threads: int | None = 1,
+    seed: int = 0,
     progress: bool = True,
 ) -> ExperimentResult:
     """Time LeNet-300-100 inference in every storage format; verdicts on ``CLAIMS``.
@@ -124,6 +125,7 @@ def sparsity_speed(
         repeats: interleaved timing repeats per measurement (default 5 quick, 7 full).
         rounds: independent rounds, the "seeds" of the verdicts (default 8 quick, 10 full).
         threads: CPU threads (default 1; see ``sparsity.inference_benchmark``).
+        seed: round r uses seed + r for its network's weights and inputs.
     Returns an ``ExperimentResult`` whose ``table`` is ``inference_benchmark``'s (one row per
     round, structure, batch, density and variant, including the theoretical "ideal" rows) and
     whose ``extras["notes"]`` says which variants could not run on this device and why.
@@ -137,7 +139,7 @@ def sparsity_speed(
     dev = pick_device(device)
     table = inference_benchmark(
         densities, batch_sizes, device=dev, repeats=repeats, rounds=rounds, threads=threads,
-        progress=progress,
+        seed=seed, progress=progress,
     )  # fmt: skip
     # A claim about a density that was not measured (custom ``densities``) is left out.
     claims = tuple(c for c in CLAIMS if not table.query(c.where).empty)

@@ -13,10 +13,11 @@ the recipe's full budget:
 * ``snip``: SNIP (Lee et al. 2019), |∂L/∂w · w| on one batch of 10 × classes = 100 training
   examples drawn with the seed;
 * ``magnitude_init``: the largest |w| at initialization;
-* ``imp``: "magnitude pruning after training": train the dense network, keep the largest |w|,
-  rewind the survivors to their initial values. One-shot, not iterative: iterative pruning at
-  20 % per round would need ~21 rounds to reach 1 %, which our budget cannot afford. Rewinding to
-  initialization makes this a one-shot lottery ticket (Frankle & Carbin 2019);
+* ``magnitude_trained``: "magnitude pruning after training": train the dense network, keep the
+  largest |w|, rewind the survivors to their initial values. One-shot, not iterative (so not IMP):
+  iterative pruning at 20 % per round would need ~21 rounds to reach 1 %, which our budget cannot
+  afford. Rewinding to initialization makes this a one-shot lottery ticket (Frankle & Carbin
+  2019);
 * ``random``: uniformly random, every layer at ``density``: the trivial baseline.
 
 The three scored methods rank all layers together, so each chooses its own per-layer densities
@@ -50,7 +51,7 @@ from .deconstruct import densities_list, fit, point_plot, seed_list
 
 __all__ = ["CLAIMS", "METHODS", "pruning_at_init", "snip_batch"]
 
-METHODS = ("snip", "magnitude_init", "random", "imp")
+METHODS = ("snip", "magnitude_init", "random", "magnitude_trained")
 """Every method ``pruning_at_init`` knows, in the order tables and plots show them."""
 
 DENSITY = 0.01
@@ -72,7 +73,7 @@ def _beats(method: str, label: str) -> Claim:
         f"trains to higher test accuracy than the {label} mask at the same density.",
         citation=_CITATION,
         metric="test_acc",
-        treatment={"method": "imp", "shuffled": False},
+        treatment={"method": "magnitude_trained", "shuffled": False},
         control={"method": method, "shuffled": False},
         direction="greater",
         margin=0.0,
@@ -127,8 +128,8 @@ CLAIMS = (
         "which weights it keeps matters, not only how many per layer.",
         citation=_CITATION,
         metric="test_acc",
-        treatment={"method": "imp", "shuffled": False},
-        control={"method": "imp", "shuffled": True},
+        treatment={"method": "magnitude_trained", "shuffled": False},
+        control={"method": "magnitude_trained", "shuffled": True},
         direction="greater",
         margin=0.0,
         min_seeds=3,
@@ -190,7 +191,7 @@ def pruning_at_init(
     shuffled (bool), density (the target), mask_density (fraction of all prunable weights
     actually kept), test_acc, val_acc, train_loss, early_stop_step, early_stop_test_acc,
     diverged. ``extras``: ``masks[(seed, method, shuffled, density)]``, ``trained[seed]`` (the
-    dense network's final ``state_dict``, when "imp" ran), ``recipe``.
+    dense network's final ``state_dict``, when "magnitude_trained" ran), ``recipe``.
     """
     started = time.perf_counter()
     unknown = [m for m in methods if m not in METHODS]
@@ -207,7 +208,7 @@ def pruning_at_init(
 
     rows: list[dict] = []
     trained = {}
-    if "imp" in methods:
+    if "magnitude_trained" in methods:
         dense = [rec.model.build(seed) for seed in seeds]
         runs = fit(dense, data, rec.train, masks=[None] * len(seeds), data_seeds=seeds,
                    progress=progress)  # fmt: skip
@@ -229,8 +230,8 @@ def pruning_at_init(
             if "random" in methods:
                 uniform = prune.random(Mask.ones(init), 1 - d, seed=derive_seed(seed, d, "random"))
                 chosen["random"] = uniform
-            if "imp" in methods:
-                chosen["imp"] = prune.one_shot(trained[seed], d, scope="global")
+            if "magnitude_trained" in methods:
+                chosen["magnitude_trained"] = prune.one_shot(trained[seed], d, scope="global")
             for method, mask in chosen.items():
                 jobs.append({"seed": seed, "method": method, "shuffled": False, "density": d,
                              "mask": mask})  # fmt: skip
