@@ -17,7 +17,7 @@ The public API, one module per idea:
 
 from __future__ import annotations
 
-from . import audit, connectivity, experiments, imp, optim, plots, prune, recipes, seeds, verdict
+from . import connectivity, experiments, imp, optim, plots, prune, recipes, seeds, verdict
 from .config import budget, cache_dir, device, generator, quick
 from .data import Dataset, Split, mnist, xor
 from .masks import Mask
@@ -29,6 +29,16 @@ from .train import TrainConfig, TrainResult, evaluate, train
 from .verdict import Claim, Verdict
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # ``audit`` loads on first use: it is also a command (``python -m ticketlab.audit``), which
+    # must not find itself already imported by the package.
+    if name == "audit":
+        import importlib
+
+        return importlib.import_module(f"{__name__}.audit")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "Claim",
