@@ -16,6 +16,7 @@ import seaborn as sns
 import torch
 from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
+from matplotlib.patches import StepPatch
 from torch import nn
 
 from ticketlab import plots
@@ -156,25 +157,39 @@ def test_mask_heatmap_shows_kept_fraction_per_pixel():
         plots.mask_heatmap(mask, name="fc2.weight")
 
 
-def test_gamma_histogram_fractions_and_threshold():
+def test_gamma_histogram_signed_on_a_symlog_axis_with_the_disabled_band():
     rng = np.random.default_rng(0)
     shallow, deep = rng.uniform(-1, 1, 200), rng.uniform(-0.5, 0.5, 50)
     frame = pd.DataFrame(
         {"gamma": np.concatenate([shallow, deep]), "depth": [14] * 200 + [110] * 50}
     )
     ax = plots.gamma_histogram(frame, threshold=0.1, bins=10).axes[0]
-    steps = ax.patches
+
+    def y(x):  # the oracle: linear within ±0.1, log10 outside, continuous at ±0.1
+        x = np.asarray(x, dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(np.abs(x) <= 0.1, x / 0.1, np.sign(x) * (1 + np.log10(np.abs(x) / 0.1)))
+
+    steps = [p for p in ax.patches if isinstance(p, StepPatch)]
     assert len(steps) == 2
-    edges = np.histogram_bin_edges(np.abs(frame["gamma"]), bins=10)
     for patch, values in zip(steps, (shallow, deep), strict=True):
-        heights, drawn_edges, _ = patch.get_data()
-        assert np.allclose(drawn_edges, edges)
-        assert np.allclose(heights, np.histogram(np.abs(values), bins=edges)[0] / len(values))
+        heights, edges, _ = patch.get_data()
+        assert len(edges) == 11 and np.allclose(np.diff(y(edges)), np.diff(y(edges))[0])
+        assert np.allclose(edges[[0, -1]], [frame["gamma"].min(), frame["gamma"].max()])
+        assert np.allclose(heights, np.histogram(values, bins=edges)[0] / len(values))
     labels = [patch.get_label() for patch in steps]
-    assert labels[0] == f"depth=14 ({np.mean(np.abs(shallow) < 0.1):.0%} below)"
-    threshold_line = ax.get_lines()[0]
-    assert threshold_line.get_xdata()[0] == 0.1
-    assert ax.get_xlabel().startswith("|γ|")
+    disabled, negative = np.mean(np.abs(shallow) < 0.1), np.mean(shallow < 0)
+    assert labels[0] == f"depth=14 ({disabled:.1%} disabled, {negative:.0%} negative)"
+    # The axis is the same transform (matplotlib's is 0.1 · y), and the band is ±threshold.
+    assert ax.get_xscale() == "symlog"
+    probe = np.array([-0.8, -0.1, -0.03, 0.0, 0.05, 0.1, 0.6])
+    assert np.allclose(ax.xaxis.get_transform().transform(probe), 0.1 * y(probe))
+    (band,) = [p for p in ax.patches if not isinstance(p, StepPatch)]
+    assert np.isclose(band.get_x(), -0.1) and np.isclose(band.get_width(), 0.2)
+    assert band.get_label() == "disabled: |γ| < 0.1"
+    assert ax.get_xlabel().startswith("γ")
+    without = plots.gamma_histogram(frame[["gamma"]]).axes[0]
+    assert [p.get_label() for p in without.patches] == ["all features"]
 
 
 def _linear(weight, bias):

@@ -302,6 +302,24 @@ def mask_heatmap(
     return _finish(fig, owned)
 
 
+_SYMLOG_LINSCALE = 0.9
+"""With base 10, a linear part 0.9 decades wide makes matplotlib's symlog transform t·y(γ), where
+y = γ / t inside ±t and sign(γ)·(1 + log10(|γ| / t)) outside: the linear band is as wide as one
+decade on each side."""
+
+
+def _symlog(x: np.ndarray, t: float) -> np.ndarray:
+    """y(γ) above: linear within ±t, logarithmic outside, continuous at ±t."""
+    x = np.asarray(x, dtype=float)
+    outside = np.sign(x) * (1 + np.log10(np.maximum(np.abs(x), t) / t))
+    return np.where(np.abs(x) <= t, x / t, outside)
+
+
+def _symlog_inverse(y: np.ndarray, t: float) -> np.ndarray:
+    y = np.asarray(y, dtype=float)
+    return np.where(np.abs(y) <= 1, y * t, np.sign(y) * t * 10 ** (np.abs(y) - 1))
+
+
 def gamma_histogram(
     frame: pd.DataFrame,
     threshold: float | None = None,
@@ -309,34 +327,46 @@ def gamma_histogram(
     bins: int = 40,
     ax: Axes | None = None,
 ) -> Figure:
-    """Distribution of |γ| (BatchNorm scales), one outline per group, as fractions of features.
+    """Distribution of the signed BatchNorm scales γ, one outline per group, as fractions of
+    features.
 
     ``frame`` has a ``gamma`` column and optional grouping columns; ``hue`` defaults to ``depth``
-    if present, else ``kind``. All groups share the bin edges, and each histogram sums to 1, so
-    groups of different sizes compare. With ``threshold``, a dashed line marks the |γ| below which
-    a feature counts as disabled, and each legend entry gives its group's fraction below it.
+    if present, else ``kind``. The x axis is symmetric-logarithmic: linear within ±``threshold``
+    (±0.01 without one) and logarithmic outside, so that γ piling up near zero, the band of
+    disabled features and negative γ all show. The ``bins`` are equally wide on that axis (so
+    finer in γ near zero) and shared by all groups; each group's histogram sums to 1, so groups of
+    different sizes compare. With ``threshold``, the band |γ| < threshold is shaded, and each
+    legend entry gives its group's fraction inside it and its fraction of negative γ (a negative γ
+    flips its feature's sign: the feature is still switched on).
     """
     _require(frame, ["gamma"], "gamma_histogram")
     if hue is None:
         hue = next((c for c in ("depth", "kind") if c in frame.columns), None)
     if threshold is not None and not threshold > 0:
         raise ValueError(f"threshold must be a positive |γ| value, e.g. 0.01; got {threshold!r}")
-    magnitude = frame["gamma"].abs()
-    edges = np.histogram_bin_edges(magnitude.to_numpy(), bins=bins)
+    linear = 0.01 if threshold is None else threshold
+    gamma = frame["gamma"].astype(float)
+    low, high = _symlog(np.array([gamma.min(), gamma.max()]), linear)
+    if low == high:
+        low, high = low - 0.5, high + 0.5
+    edges = _symlog_inverse(np.linspace(low, high, bins + 1), linear)
     fig, ax, owned = _axes(ax, (5.5, 3.6))
-    parts = [(None, magnitude)]
+    parts = [(None, gamma)]
     if hue is not None:
-        parts = [(v, magnitude[frame[hue] == v]) for v in _ordered(frame[hue].dropna())]
+        parts = [(v, gamma[frame[hue] == v]) for v in _ordered(frame[hue].dropna())]
     colors = _colors([v for v, _ in parts]) if hue is not None else {None: _PALETTE[0]}
     for value, values in parts:
         counts, _ = np.histogram(values.to_numpy(), bins=edges)
         label = "all features" if hue is None else f"{hue}={value}"
         if threshold is not None:
-            label += f" ({(values < threshold).mean():.0%} below)"
+            disabled, negative = (values.abs() < threshold).mean(), (values < 0).mean()
+            label += f" ({disabled:.1%} disabled, {negative:.0%} negative)"
         ax.stairs(counts / len(values), edges, color=colors[value], linewidth=1.5, label=label)
+    ax.set_xscale("symlog", linthresh=linear, linscale=_SYMLOG_LINSCALE)
     if threshold is not None:
-        ax.axvline(threshold, ls="--", lw=1.2, color="0.3", label=f"disabled: |γ| < {threshold:g}")
-    ax.set_xlabel("|γ| (BatchNorm scale)")
+        ax.axvspan(-threshold, threshold, color="0.85", zorder=0,
+                   label=f"disabled: |γ| < {threshold:g}")  # fmt: skip
+    ax.set_xlabel(f"γ (BatchNorm scale; axis linear within ±{linear:g}, logarithmic outside)")
     ax.set_ylabel("Fraction of features")
     ax.legend(fontsize="small")
     return _finish(fig, owned)

@@ -240,10 +240,8 @@ def check(nb, name: str = "notebook") -> list[Problem]:
         listed, errors = exemptions(cell.source)
         problems += [Problem(name, index, "", "bad exemption", e) for e in errors]
         found = prose_numbers(cell.source)
-        keys = {n.key for n in found}
-        problems += [
-            Problem(name, index, key, "stale exemption", _STALE) for key in listed if key not in keys
-        ]
+        stale = set(listed) - {n.key for n in found}
+        problems += [Problem(name, index, key, "stale exemption", _STALE) for key in sorted(stale)]
         for number in found:
             if number.key not in listed and not matches(number, outputs):
                 detail = f"...{number.context}... {_MISSING}"

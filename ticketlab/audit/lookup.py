@@ -40,37 +40,44 @@ def show_checked(check_id: str, obj: Any) -> None:
         print(f"{name}: {outcomes.get(name, 'not evaluated in this run')}")
 
 
-def _finding(check_id: str, name: str) -> dict[str, Any] | None:
+def _finding(check_id: str, name: str) -> tuple[str, dict[str, Any]] | None:
+    """(mode, finding) for this run's mode, else the quick-mode finding, else None."""
     by_mode = findings()["checks"].get(check_id, {})
-    found = by_mode.get(_mode(), {}).get(name)
-    return found if found is not None else by_mode.get("quick", {}).get(name)
+    for mode in dict.fromkeys((_mode(), "quick")):
+        found = by_mode.get(mode, {}).get(name)
+        if found is not None and found["verdict"] in ("robust", "fragile"):
+            return mode, found
+    return None
 
 
 def explanation(check_id: str, name: str, outcome: str) -> str | None:
     """A plain note on ``outcome`` next to what the audit found at the notebook's settings.
 
-    None when there is nothing to say (the outcome is the robust one). Otherwise the note says
-    whether the outcome is fragile (and what the audit saw), or how this run differs from a
-    robust finding, and why that is a result rather than an error.
+    None when there is nothing to say (the outcome is the robust one, or it was never audited).
+    Otherwise the note says that the outcome is fragile and what the audit saw, or how this run
+    differs from a robust finding and why that is a result rather than an error.
     """
-    found = _finding(check_id, name)
-    if found is None:
+    located = _finding(check_id, name)
+    if located is None:
         return None
+    mode, found = located
+    runs = sum(found["seen"].values())
     seen = ", ".join(f"{o} in {n}" for o, n in sorted(found["seen"].items()))
+    where = "at this notebook's settings" if mode == _mode() else f"in {mode} mode"
     if found["verdict"] == "fragile":
         return (
-            f"  Fragile: across seed sets, thread counts and rounding the audit saw {seen} of "
-            f"{sum(found['seen'].values())} runs, so this outcome is shown, not checked "
+            f"  Fragile: {where}, across seed sets, thread counts and rounding, the audit saw "
+            f"{seen} of {runs} runs; so this outcome is shown, not checked "
             "(notebooks/ROBUSTNESS.md)."
         )
     if outcome == found["outcome"]:
         return None
     return (
-        f"  Your run says {outcome!r}; at this notebook's settings the audit found "
-        f"{found['outcome']!r} in every run it tried ({seen}). If you changed seeds, rounds, "
-        "steps or a margin, this is your result: the claim, at your settings, came out "
-        "differently. If you changed nothing, your machine found an outcome the audit did not; "
-        "please report it with your CPU and thread count."
+        f"  Your run says {outcome!r}; {where} the audit found {found['outcome']!r} in all "
+        f"{runs} runs it tried. If you changed seeds, rounds, steps or a margin, this is your "
+        "result: at your settings the claim came out differently. If you changed nothing, your "
+        "machine found an outcome the audit did not; please report it with your CPU and thread "
+        "count."
     )
 
 
