@@ -228,3 +228,12 @@ def test_weak_effect_simulation_is_a_pure_function_of_its_seed_and_mixes_verdict
     supported = a.query("outcome == 'supported'").set_index("size")["fraction"]
     assert ((supported > 0.01) & (supported < 0.99)).all()
     assert supported.is_monotonic_increasing  # more seeds, more power
+
+
+def test_fingerprint_ignores_formatting_and_docstrings_but_not_code():
+    from ticketlab.audit.runner import _code_shape
+
+    plain = "def f(x):\n    return x + 1\n"
+    dressed = 'def f(x):\n    """Add one."""\n\n    return (x + 1)  # why\n'
+    assert _code_shape(plain) == _code_shape(dressed)
+    assert _code_shape(plain) != _code_shape("def f(x):\n    return x + 2\n")

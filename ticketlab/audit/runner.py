@@ -9,6 +9,7 @@ unchanged (``code_fingerprint``); ``collect`` folds them into ``ticketlab/robust
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
 import hashlib
 import inspect
@@ -17,6 +18,7 @@ import os
 import platform
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -35,27 +37,46 @@ The audit package counts only through its checks' ``compute``, ``outcomes`` and 
 editing the table's layout or the notes does not invalidate the stored runs either."""
 
 
-def code_fingerprint(notebook: str) -> str:
-    """Hash of the package's Python sources and the torch version: what decides an outcome.
+def _code_shape(source: str) -> str:
+    """The syntax tree of ``source`` without docstrings: formatting, comments and docstrings
+    change no result, so they do not change the fingerprint either."""
+    tree = ast.parse(textwrap.dedent(source))
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (
+            isinstance(body, list)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree, annotate_fields=False)
 
-    Figures and widgets (``_PRESENTATION_ONLY``) are left out, so restyling a plot does not send
-    the audit back to recompute hours of runs.
+
+def code_fingerprint(notebook: str) -> str:
+    """Hash of the code that decides ``notebook``'s outcomes, and of the torch version.
+
+    The package's modules (as syntax trees, so reformatting or a docstring edit keeps the stored
+    runs) and the notebook's checks (``compute``, ``outcomes``, ``select``). Figures and widgets
+    (``_PRESENTATION_ONLY``) are left out, so restyling a plot does not send the audit back to
+    recompute hours of runs.
     """
     import torch
 
     digest = hashlib.sha256(torch.__version__.encode())
-    for entry in CHECKS:  # this module's part: what the notebook's checks run and read
+    for entry in CHECKS:
         if entry.notebook != notebook:
             continue
         for function in (entry.compute, entry.outcomes, entry.select):
             if function is not None:
-                digest.update(inspect.getsource(function).encode())
+                digest.update(_code_shape(inspect.getsource(function)).encode())
     audit = Path(__file__).resolve().parent
     for path in sorted(PACKAGE.rglob("*.py")):
         if path.name in _PRESENTATION_ONLY or path.parent == audit:
             continue
         digest.update(path.relative_to(PACKAGE).as_posix().encode())
-        digest.update(path.read_bytes())
+        digest.update(_code_shape(path.read_text()).encode())
     return digest.hexdigest()[:16]
 
 
