@@ -237,3 +237,28 @@ def test_fingerprint_ignores_formatting_and_docstrings_but_not_code():
     dressed = 'def f(x):\n    """Add one."""\n\n    return (x + 1)  # why\n'
     assert _code_shape(plain) == _code_shape(dressed)
     assert _code_shape(plain) != _code_shape("def f(x):\n    return x + 2\n")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--check", "02.nope"], "unknown check(s) ['02.nope']; choose from ['00.train'"),
+        (["--lab", "99"], "--lab ['99'] matches no notebook"),
+        (["--variant", "3 threads"], "unknown variant(s) ['3 threads']"),
+        (["--cores", "0"], "--cores must be >= 1"),
+    ],
+)
+def test_the_audit_command_rejects_bad_arguments_before_running_anything(args, message, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "audit"
+    run = subprocess.run(
+        [sys.executable, "-m", "ticketlab.audit", *args, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 2, run.stderr
+    assert message in run.stderr
+    assert not out.exists()

@@ -35,7 +35,8 @@ VARIANTS = (
     Variant("seeds +200000", threads=2, offset=200_000, core=False),
     Variant("init × (1 + 1e-6·ε)", threads=2, perturbation=1e-6, core=False),
 )
-"""``reference`` is the configuration of the committed outputs and of ``./workbook test``. The
+"""``reference`` is the configuration of ``./workbook test`` on a 2-core machine, ``1 thread``
+that of the committed full-mode outputs (``OMP_NUM_THREADS=1 ./workbook notebooks``). The
 core crosses the notebook's seeds with 1 and 2 threads, and adds two disjoint seed sets and the
 rounding proxy at 1 thread, so that the four one-thread runs share two cores in pairs; the extras
 repeat those three at 2 threads."""

@@ -85,8 +85,10 @@ def _result_path(out: Path, mode: str, notebook: str, variant: Variant) -> Path:
     return out / mode / notebook / f"{slug}.json"
 
 
-def _worker(notebook: str, variant: Variant, out_file: Path) -> None:
-    """Run every check of ``notebook`` under ``variant`` in this process; write its outcomes."""
+def _worker(notebook: str, variant: Variant, out_file: Path, only: Sequence[str] = ()) -> None:
+    """Run the checks of ``notebook`` (all, or those in ``only``) under ``variant`` in this
+    process and write their outcomes; with ``only``, into the stored record where its code is
+    the same."""
     import torch
 
     from ..models import perturbed_init
@@ -97,19 +99,25 @@ def _worker(notebook: str, variant: Variant, out_file: Path) -> None:
     outcomes = {}
     with perturbed_init(variant.perturbation):
         for entry in CHECKS:
-            if entry.notebook != notebook:
+            if entry.notebook != notebook or (only and entry.id not in only):
                 continue
             if entry.compute not in computed:
                 computed[entry.compute] = entry.compute(variant.offset)
             part = computed[entry.compute]
             outcomes[entry.id] = entry.outcomes_of(entry.select(part) if entry.select else part)
+    seconds = round(time.perf_counter() - started, 1)
+    fingerprint = code_fingerprint(notebook)
+    stored = _load(out_file) if only else None
+    if stored and stored.get("fingerprint") == fingerprint:
+        outcomes = {**stored["outcomes"], **outcomes}
+        seconds += stored["seconds"]
     record = {
         "notebook": notebook,
         "variant": dataclasses.asdict(variant),
         "outcomes": outcomes,
-        "seconds": round(time.perf_counter() - started, 1),
+        "seconds": seconds,
         "threads": torch.get_num_threads(),
-        "fingerprint": code_fingerprint(notebook),
+        "fingerprint": fingerprint,
         "torch": torch.__version__,
         "machine": _cpu_name(),
     }
@@ -137,14 +145,18 @@ def _load(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def _run_jobs(jobs: Sequence[tuple[str, str, Variant, Path]], cores: int, log) -> list[str]:
+Job = tuple[str, str, Variant, Path, Sequence[str]]
+"""(mode, notebook, variant, result file, check ids: empty for all of the notebook's)."""
+
+
+def _run_jobs(jobs: Sequence[Job], cores: int, log) -> list[str]:
     """Run audit workers as subprocesses, never more threads at once than ``cores``."""
     pending, running, failures = list(jobs), [], []
     while pending or running:
         used = sum(job[2].threads for job, _ in running)
         while pending and (not running or used + pending[0][2].threads <= cores):
             job = pending.pop(0)
-            mode, notebook, variant, path = job
+            mode, notebook, variant, path, only = job
             env = dict(
                 os.environ,
                 TICKETLAB_QUICK="1" if mode == "quick" else "0",
@@ -163,6 +175,7 @@ def _run_jobs(jobs: Sequence[tuple[str, str, Variant, Path]], cores: int, log) -
                 notebook,
                 variant.name,
                 str(path),
+                *only,
             ]
             log(f"start  {mode:5s} {notebook} [{variant.name}]")
             running.append((job, (subprocess.Popen(cmd, env=env), time.perf_counter())))
@@ -173,7 +186,7 @@ def _run_jobs(jobs: Sequence[tuple[str, str, Variant, Path]], cores: int, log) -
             if proc.poll() is None:
                 continue
             running.remove(item)
-            mode, notebook, variant, _ = job
+            mode, notebook, variant, _, _ = job
             status = "done " if proc.returncode == 0 else f"FAILED (exit {proc.returncode})"
             took = time.perf_counter() - t0
             log(f"{status} {mode:5s} {notebook} [{variant.name}] in {took:.0f} s")
@@ -300,8 +313,8 @@ def render_markdown(table: Mapping[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["_worker"]:
-        _, notebook, name, path = args
-        _worker(notebook, next(v for v in VARIANTS if v.name == name), Path(path))
+        _, notebook, name, path, *only = args
+        _worker(notebook, next(v for v in VARIANTS if v.name == name), Path(path), only)
         return 0
     parser = argparse.ArgumentParser(
         prog="python -m ticketlab.audit",
@@ -314,6 +327,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="append",
         default=[],
         help="audit only this notebook (a prefix such as 02; repeatable)",
+    )
+    parser.add_argument(
+        "--check",
+        action="append",
+        default=[],
+        help="audit only this check, e.g. 02.lottery (its notebook's experiment; repeatable)",
     )
     parser.add_argument(
         "--mode",
@@ -347,7 +366,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--render-only", action="store_true", help="only rewrite the table from stored results"
     )
     opts = parser.parse_args(args)
+    known = {c.id: c.notebook for c in CHECKS}
+    unknown_checks = sorted(set(opts.check) - set(known))
+    if unknown_checks:
+        parser.error(f"unknown check(s) {unknown_checks}; choose from {sorted(known)}")
     chosen = [n for n in notebooks if not opts.lab or any(n.startswith(p) for p in opts.lab)]
+    if opts.check:
+        chosen = [n for n in chosen if n in {known[c] for c in opts.check}]
     if not chosen:
         parser.error(f"--lab {opts.lab} matches no notebook; choose from {notebooks}")
     names = {v.name for v in VARIANTS}
@@ -374,10 +399,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for variant in variants_for(mode):
                     path = _result_path(opts.out, mode, notebook, variant)
                     stored = _load(path)
-                    if stored and stored.get("fingerprint") == fingerprint and not opts.force:
+                    wanted = [c for c in opts.check if known[c] == notebook]
+                    fresh = stored and stored.get("fingerprint") == fingerprint
+                    have = set(stored["outcomes"]) if fresh else set()
+                    if fresh and not opts.force and (set(wanted) <= have if wanted else True):
                         log(f"cached {mode:5s} {notebook} [{variant.name}]")
                         continue
-                    jobs.append((mode, notebook, variant, path))
+                    jobs.append((mode, notebook, variant, path, wanted))
         # Two-thread jobs first, so one-thread jobs pair up at the end.
         jobs.sort(key=lambda job: -job[2].threads)
         failures = _run_jobs(jobs, opts.cores, log)
