@@ -123,6 +123,14 @@ def test_an_outcome_fragile_in_full_mode_fails():
     assert problems and all("full mode" in p for p in problems)
 
 
+def test_a_full_mode_outcome_other_than_quick_fails_but_an_incomplete_audit_does_not():
+    other = fake_table(full={"outcome": "inconclusive"})
+    problems = audit.notebook_problems("01_xor_lottery", crafted(check_cell()), other)
+    assert problems and all("'inconclusive' against 'supported'" in p for p in problems)
+    partial = fake_table(full={"verdict": "incomplete", "outcome": "inconclusive"})
+    assert audit.notebook_problems("01_xor_lottery", crafted(check_cell()), partial) == []
+
+
 def test_a_committed_output_other_than_the_audited_outcome_fails():
     wrong = [f"{name}: inconclusive\n" for name in CHECK.checked]
     problems = audit.notebook_problems("01_xor_lottery", crafted(check_cell(wrong)), fake_table())

@@ -292,18 +292,29 @@ def render_markdown(table: Mapping[str, Any]) -> str:
                 f"Not audited in {mode} mode: "
                 + ", ".join(f"`{c}`" for c in not_audited)
                 + (
-                    ". Full mode costs about 18 minutes per variant on 2 cores; quick mode is "
-                    "what the tests check, and a checked outcome must print the same in both "
-                    "modes, so the committed full-mode run is its reference there."
+                    ". A full-mode variant of the whole workbook takes 18 minutes on an idle "
+                    "2-core Intel Xeon and about three times that on a 2-core AMD EPYC; quick "
+                    "mode is what the tests check, and a checked outcome must print the same in "
+                    "both modes, so the committed full-mode run is its reference there. An "
+                    "incomplete row lacks some core variants and decides nothing."
                     if mode == "full"
                     else "."
                 ),
             ]
-    lines += ["", "## Cost", "", "| mode and notebook | seconds, all variants |", "|---|---|"]
+    lines += [
+        "",
+        "## Cost",
+        "",
+        "Compute seconds inside each worker, summed over the variants (two workers ran at once).",
+        "",
+        "| mode and notebook | seconds, all variants |",
+        "|---|---|",
+    ]
     lines += [f"| {k} | {v:.0f} |" for k, v in sorted(table["seconds"].items())]
     lines += [
         "",
-        f"Code fingerprint(s): {', '.join(table['fingerprints'])}; machine(s): "
+        f"Code fingerprints (one per notebook: the package and that notebook's checks): "
+        f"{', '.join(table['fingerprints'])}; machine(s): "
         f"{', '.join(table['machines'])}.",
         "",
     ]
