@@ -48,7 +48,9 @@ def test_the_table_has_every_variant_for_every_quick_outcome():
 
 
 def test_the_markdown_table_is_the_rendering_of_the_json():
-    rendered = audit.render_markdown(audit.findings())
+    from ticketlab.audit.runner import render_markdown
+
+    rendered = render_markdown(audit.findings())
     assert (ROOT / "notebooks" / "ROBUSTNESS.md").read_text() == rendered
 
 
