@@ -114,7 +114,7 @@ def notebook_problems(
         if _normalized(call_text) not in flat:
             problems.append(
                 f"{name}: no longer calls {call_text!r}, which its audit repeats "
-                "(rule 4); change ticketlab/audit.py with it"
+                "(rule 4); change ticketlab/audit/checks.py with it"
             )
     for entry in CHECKS:
         if entry.notebook == name and f'"{entry.id}"' not in code:
