@@ -145,6 +145,15 @@ def test_an_assert_on_a_verdict_fails_anywhere():
     assert len(problems) == 1 and "assert" in problems[0]
 
 
+def test_only_an_exercises_grading_cell_may_assert():
+    source = "assert abs(one_shot_rate - recomputed) < 1e-12"
+    grading = new_code_cell(source, metadata={"nbgrader": {"grade": True, "solution": False}})
+    solution = new_code_cell(source, metadata={"nbgrader": {"grade": False, "solution": True}})
+    assert audit.notebook_problems("01_xor_lottery", crafted(grading), fake_table()) == []
+    problems = audit.notebook_problems("01_xor_lottery", crafted(solution), fake_table())
+    assert len(problems) == 1 and "assert" in problems[0]
+
+
 def test_a_checked_cell_that_prints_by_hand_fails():
     cell = new_code_cell(
         "# NBVAL_CHECK_OUTPUT\nfor v in result.verdicts:\n    print(v.claim.name, v.outcome)"

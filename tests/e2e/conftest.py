@@ -84,18 +84,25 @@ def lab_server(e2e_requirements, tmp_path_factory, e2e_artifacts):
 
 
 @pytest.fixture(scope="session")
-def chromium(lab_server, tmp_path_factory):
+def playwright_driver(e2e_requirements):
+    """Playwright, started once per session: its sync API allows one running instance."""
     from playwright.sync_api import sync_playwright
 
     playwright = sync_playwright().start()
     try:
-        context = labdriver.launch_chromium(playwright, tmp_path_factory.mktemp("chromium-profile"))
-        try:
-            yield context
-        finally:
-            context.close()
+        yield playwright
     finally:
         playwright.stop()
+
+
+@pytest.fixture(scope="session")
+def chromium(lab_server, playwright_driver, tmp_path_factory):
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    context = labdriver.launch_chromium(playwright_driver, profile)
+    try:
+        yield context
+    finally:
+        context.close()
 
 
 class Lab:

@@ -21,6 +21,12 @@ def _code_of(source: str) -> str:
     )
 
 
+def _grading_cell(cell: Mapping[str, Any]) -> bool:
+    """An nbgrader test cell: graded, not a solution (its asserts are the exercise's tests)."""
+    meta = cell.get("metadata", {}).get("nbgrader", {})
+    return bool(meta.get("grade")) and not meta.get("solution")
+
+
 def notebook_problems(
     name: str, cells: Sequence[Mapping[str, Any]], table: Mapping[str, Any] | None = None
 ) -> list[str]:
@@ -30,7 +36,10 @@ def notebook_problems(
     ``table`` the audit's findings (default: the committed ``robustness.json``). Rules:
 
     1. No ``assert`` statement in any code cell: a learner who gets another outcome has a result,
-       not an error.
+       not an error. The one exception is an exercise's grading cell (nbgrader metadata
+       ``grade: true, solution: false``): its asserts compare the learner's answer with the same
+       quantity recomputed from the same run, so they fail for a wrong answer, never for an
+       outcome of the experiment.
     2. A ``# NBVAL_CHECK_OUTPUT`` cell is either one call ``tl.audit.show_checked("<id>", …)`` of
        a check registered for this notebook, or declares itself ``# Deterministic`` (no training,
        no timing: the same output on every machine, e.g. a dataset's fixed split).
@@ -53,7 +62,7 @@ def notebook_problems(
         except SyntaxError as error:
             problems.append(f"{where}: does not parse ({error.msg})")
             continue
-        if any(isinstance(node, ast.Assert) for node in ast.walk(tree)):
+        if not _grading_cell(cell) and any(isinstance(n, ast.Assert) for n in ast.walk(tree)):
             problems.append(f"{where}: has an assert; print the outcome instead (rule 1)")
         if "NBVAL_CHECK_OUTPUT" not in source:
             continue
