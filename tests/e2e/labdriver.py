@@ -307,14 +307,6 @@ window.__labcheck = {
     const d = document.querySelector('.jp-Dialog');
     return d ? d.innerText : null;
   },
-  running() {
-    // Cells queued or running, from the model: a cell whose input is collapsed has no prompt in
-    // the page, so prompts() cannot see it waiting.
-    const p = this.panel();
-    if (!p) return null;
-    return p.content.widgets.filter(
-      c => c.model.type === 'code' && c.model.executionState === 'running').length;
-  },
   prompts() {
     const p = this.panel();
     if (!p) return null;
@@ -532,8 +524,7 @@ def run_notebook(
     try:
         page.wait_for_function(
             "() => window.__labcheck.kernelStatus() === 'idle'"
-            " && !window.__labcheck.prompts().includes('[*]:')"
-            " && window.__labcheck.running() === 0",
+            " && !window.__labcheck.prompts().includes('[*]:')",
             timeout=timeout * 1000,
             polling=250,
         )
