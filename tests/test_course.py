@@ -3,8 +3,8 @@
 The release is made by nbgrader itself (``tools/course.py``); these tests check what it produced
 by reading it, independently of the tool: the solution lines, hidden tests, model answers and
 solution outputs of the instructor notebooks must not occur anywhere in a student file. Grading
-is tested for real on lab 00 (the quickest lab, with two warm-up exercises): nbgrader executes an
-instructor copy, an unanswered student copy and a copy with one wrong answer, in quick mode.
+is tested for real on lab 01 (the quickest lab): nbgrader executes an instructor copy, an
+unanswered student copy and a copy with one wrong answer, in quick mode.
 """
 
 from __future__ import annotations
@@ -23,9 +23,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = {p.stem: p for p in sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))}
-# Lab 00 has two warm-up exercises (the grading test uses it: the quickest lab to run); every
-# later lab has three.
-LABS = list(NOTEBOOKS)
 WITH_EXERCISES = [name for name in NOTEBOOKS if not name.startswith("00_")]
 
 _spec = importlib.util.spec_from_file_location("course", ROOT / "tools/course.py")
@@ -77,14 +74,14 @@ def secret_lines(nb) -> set[str]:
 # --- the markup, read from the notebooks -------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", LABS)
+@pytest.mark.parametrize("name", WITH_EXERCISES)
 def test_each_exercise_has_a_solution_then_its_tests(name):
     cells = read(name).cells
     graded = [c for c in cells if nbgrader(c)]
     ids = [nbgrader(c)["grade_id"] for c in graded]
     assert len(ids) == len(set(ids)), f"{name}: grade ids repeat"
     solutions = [c for c in graded if c.cell_type == "code" and nbgrader(c)["solution"]]
-    assert len(solutions) >= (2 if name.startswith("00_") else 3), f"{name}: too few exercises"
+    assert len(solutions) >= 3, f"{name}: fewer than three autograded exercises"
     for cell in solutions:
         assert REGION["solution"].search(cell.source), f"{name}: solution without its region"
         after = cells[cells.index(cell) + 1]
@@ -108,7 +105,7 @@ def assigned(tree: ast.AST) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("name", LABS)
+@pytest.mark.parametrize("name", WITH_EXERCISES)
 def test_an_unanswered_exercise_cannot_pass_its_tests(name):
     """Each test cell reads a name that only its solution region defines: a student copy, where
     that region is `raise NotImplementedError()`, fails the tests with a NameError."""
@@ -144,13 +141,14 @@ def test_an_unanswered_exercise_cannot_pass_its_tests(name):
 
 
 def test_the_exercise_table_counts_every_graded_cell():
-    table = course.exercise_table(LABS)
+    table = course.exercise_table(WITH_EXERCISES)
     rows = [line.split("|")[1:-1] for line in table.splitlines()[2:]]
     total = sum(float(auto) + float(manual) for *_, auto, manual in rows)
     expected = sum(
-        nbgrader(c)["points"] for name in LABS for c in read(name).cells if nbgrader(c).get("grade")
-    )
-    assert total == expected and len(rows) == 2 + 3 * len(WITH_EXERCISES)
+        nbgrader(c)["points"] for name in WITH_EXERCISES for c in read(name).cells
+        if nbgrader(c).get("grade")
+    )  # fmt: skip
+    assert total == expected and len(rows) == 3 * len(WITH_EXERCISES)
 
 
 # --- the release -----------------------------------------------------------------------------
@@ -188,7 +186,7 @@ def test_the_secret_scan_finds_what_the_instructor_copy_has():
     assert all(json.dumps(line)[1:-1] in text or line in text for line in secrets)
 
 
-@pytest.mark.parametrize("name", LABS)
+@pytest.mark.parametrize("name", WITH_EXERCISES)
 def test_the_reading_edition_keeps_the_lab_but_not_the_answers(name):
     instructor = read(name)
     student = course.student_edition(instructor)
@@ -217,11 +215,11 @@ def test_bad_arguments_are_refused_before_anything_is_written(tmp_path, capsys):
 
 
 def wrong_answer(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """Lab 00 with exercise 1's accuracy halved: its tests must fail, not exercise 2's."""
+    """Lab 01 with exercise 3's one-shot rate halved: that exercise's tests must fail."""
     for cell in nb.cells:
-        if nbgrader(cell).get("grade_id") == "ex1_code":
-            assert "warmup_acc = (" in cell.source
-            cell.source = cell.source.replace("warmup_acc = (", "warmup_acc = 0.5 * (")
+        if nbgrader(cell).get("grade_id") == "ex3_code":
+            assert "one_shot_rate = float(" in cell.source
+            cell.source = cell.source.replace("one_shot_rate = float(", "one_shot_rate = 0.5 * (")
     return nb
 
 
@@ -229,7 +227,7 @@ def wrong_answer(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 def test_autograding_gives_full_marks_zero_and_loses_a_wrong_answers_points(
     released, tmp_path, monkeypatch
 ):
-    lab = "00_setup_check"
+    lab = "01_xor_lottery"
     monkeypatch.setenv("TICKETLAB_QUICK", "1")
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.setenv("TICKETLAB_CACHE", str(tmp_path / "cache"))
@@ -251,7 +249,7 @@ def test_autograding_gives_full_marks_zero_and_loses_a_wrong_answers_points(
     assert {row["autograded_max"] for row in rows.values()} == {auto_max}
     assert rows["instructor"]["autograded"] == auto_max
     assert rows["unanswered"]["autograded"] == 0
-    assert rows["wrong"]["autograded"] == auto_max - points["ex1_tests"]
+    assert rows["wrong"]["autograded"] == auto_max - points["ex3_tests"]
     assert rows["instructor"]["manual_max"] == sum(
         p for gid, p in points.items() if gid.endswith("_answer")
     )
