@@ -120,14 +120,15 @@ def exercise_table(labs: Iterable[str] = LABS) -> str:
         "| --- | --- | --- | --- |",
     ]
     for lab in labs:
-        rows = exercises(nbformat.read(NOTEBOOKS / f"{lab}.ipynb", as_version=4))
-        numbers = sorted({r["grade_id"].split("_")[0] for r in rows})
-        for number in numbers:
-            auto = sum(r["points"] for r in rows if r["grade_id"].startswith(number + "_")
-                       and r["kind"] == "autograded")  # fmt: skip
-            manual = sum(r["points"] for r in rows if r["grade_id"].startswith(number + "_")
-                         and r["kind"] == "manual")  # fmt: skip
-            lines.append(f"| {lab} | {number.replace('ex', '')} | {auto:g} | {manual:g} |")
+        points: dict[str, dict[str, float]] = {}  # "ex1" -> {"autograded": 2, "manual": 1}
+        for row in exercises(nbformat.read(NOTEBOOKS / f"{lab}.ipynb", as_version=4)):
+            exercise = points.setdefault(
+                row["grade_id"].split("_")[0], {"autograded": 0, "manual": 0}
+            )
+            exercise[row["kind"]] += row["points"]
+        for number, kinds in sorted(points.items()):
+            auto, manual = kinds["autograded"], kinds["manual"]
+            lines.append(f"| {lab} | {number.removeprefix('ex')} | {auto:g} | {manual:g} |")
     return "\n".join(lines)
 
 
@@ -249,7 +250,7 @@ def autograde(
 
 def scores(out: Path, labs: Iterable[str] | None = None) -> list[dict]:
     """One row per graded (lab, student): autograded score and maximum, manual points pending."""
-    from nbgrader.api import Gradebook
+    from nbgrader.api import Gradebook, MissingEntry
 
     rows = []
     with Gradebook("sqlite:///" + str(Path(out).resolve() / "gradebook.db")) as gradebook:
@@ -257,7 +258,7 @@ def scores(out: Path, labs: Iterable[str] | None = None) -> list[dict]:
             for student in submissions(Path(out), lab):
                 try:
                     notebook = gradebook.find_submission_notebook(lab, lab, student)
-                except Exception:  # not autograded yet
+                except MissingEntry:  # submitted but not autograded yet
                     continue
                 auto = [g for g in notebook.grades if g.cell.cell_type == "code"]
                 manual = [g for g in notebook.grades if g.cell.cell_type == "markdown"]
