@@ -4,7 +4,7 @@ Both sides run the package's own code with one configuration: ``train_population
 members, and ``train`` on members one by one (same initial weights, masks and data seeds). For
 large N only ``subset`` members are trained sequentially, spread evenly over the population, and
 their time is scaled by N / subset; the table says so. Each round times both sides back to back
-(``timing.interleave``); the speed-up is the median over rounds of
+(``ticketlab.timing.interleave``); the speed-up is the median over rounds of
 ``sequential time × N / subset ÷ population time``.
 
 Correctness is checked in float64, in a separate untimed run: every member of a population is
@@ -32,12 +32,20 @@ from ticketlab.data import mnist, xor
 from ticketlab.masks import Mask
 from ticketlab.models import lenet_300_100, xor_mlp
 from ticketlab.population import train_population
-from ticketlab.train import TrainConfig, train
+from ticketlab.timing import interleave, ratios
+from ticketlab.training import TrainConfig, train
 
-from .results import Context, Group, Row, Target
-from .timing import interleave, ratios, summary
+from .results import Context, Group, Row, Target, summary
 
-__all__ = ["compare", "lenet", "lenet_gpu", "spread", "xor_population"]
+__all__ = [
+    "compare",
+    "conv_and_resnet",
+    "lenet",
+    "lenet_gpu",
+    "mlp_paths",
+    "spread",
+    "xor_population",
+]
 
 GROUP = "population"
 ATOL, RTOL = 1e-9, 1e-9  # float64: observed differences are ~1e-15 after 200 LeNet steps
@@ -133,7 +141,6 @@ def _measure(
     def population() -> None:
         models = [copy.deepcopy(b) for b in bases]
         train_population(models, data, config, masks=masks, data_seeds=range(n), progress=False)
-        ctx.sync()
         trained["population"] = [models[i] for i in subset]
 
     def sequential() -> None:
@@ -142,7 +149,6 @@ def _measure(
             model = copy.deepcopy(bases[i])
             train(model, data, config, mask=masks[i], data_seed=i, progress=False)
             models.append(model)
-        ctx.sync()
         trained["sequential"] = models
 
     # Warm up on a tiny version of both, not a full extra round.
@@ -150,7 +156,9 @@ def _measure(
     train_population([copy.deepcopy(b) for b in bases[:2]], data, short, progress=False)
     train(copy.deepcopy(bases[0]), data, short, progress=False)
     ctx.log(f"{label}: {rounds} rounds, N = {n}, {len(subset)} sequential, {config.steps} steps")
-    samples = interleave({"population": population, "sequential": sequential}, rounds, warmup=0)
+    samples = interleave(
+        {"population": population, "sequential": sequential}, rounds, warmup=0, device=ctx.device
+    )
     scale = n / len(subset)
     speedup = ratios([t * scale for t in samples["sequential"]], samples["population"])
     float32 = [
@@ -257,3 +265,77 @@ def lenet_gpu(ctx: Context) -> Group:
     if ctx.device.type != "cuda":
         return Group([Row.unmeasured(GROUP, item, "no GPU: not measured", GPU_SPEEDUP)])
     return _lenet(ctx, [(64, 8, GPU_SPEEDUP)], ctx.size(quick=100, full=500))
+
+
+def conv_and_resnet(ctx: Context) -> Group:
+    """Any model through ``torch.func``: conv4 (width 8, 28×28 MNIST) and the BatchNorm lab's
+    ResNet-8 (width 16, MNIST pooled to 14×14), N = 4 and 8, each vs sequential (no target: the
+    numbers decide ``population.prefers_population``)."""
+    from ticketlab.experiments.batchnorm import downsample
+    from ticketlab.models import conv4, resnet
+
+    full = mnist(device=ctx.device)
+    cases = [
+        ("conv4 (width 8)", lambda s: conv4(width=8, seed=s), full),
+        ("ResNet-8 (width 16, BatchNorm)", lambda s: resnet(8, 16, seed=s), downsample(full, 2)),
+    ]
+    steps = ctx.size(quick=10, full=60)
+    rows, details = [], {}
+    for label, build, data in cases:
+        config = TrainConfig(steps=steps, batch_size=60, lr=1e-3, eval_every=steps)
+        for n in (4, 8):
+            bases = [build(i).to(ctx.device) for i in range(n)]
+            result = _measure(
+                ctx, f"{label} N = {n}", bases, [None] * n, data, config,
+                spread(n, ctx.size(quick=2, full=4)), ctx.rounds(quick=2, full=3),
+                check_steps=ctx.size(quick=3, full=10),
+            )  # fmt: skip
+            rows += _rows(f"{label}, N = {n}", result, None)
+            details[f"{label.split()[0].lower()}_{n}"] = result
+    return Group(rows, details)
+
+
+class _Wrapped(nn.Module):
+    """An MLP behind a module that is not an ``nn.Sequential``, so that a population of them
+    takes the general ``torch.func`` path instead of the hand-written batched matmuls."""
+
+    def __init__(self, mlp: nn.Module) -> None:
+        super().__init__()
+        self.mlp = mlp
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mlp(x)
+
+
+def mlp_paths(ctx: Context) -> Group:
+    """LeNet-300-100, N = 8 and 32 (10 % random masks): the hand-written batched-matmul population
+    vs the same population through ``torch.func`` (why MLPs keep their own path)."""
+    data = mnist(device=ctx.device)
+    steps = ctx.size(quick=20, full=200)
+    config = TrainConfig(steps=steps, batch_size=60, lr=1.2e-3, eval_every=steps)
+    rows, details = [], {}
+    for n in (8, 32):
+        bases, masks = _lenet_members(n, ctx.device)
+        wrapped_masks = [Mask({f"mlp.{k}": v for k, v in m.items()}) for m in masks]
+
+        def fast(bases=bases, masks=masks, n=n) -> None:
+            models = [copy.deepcopy(b) for b in bases]
+            train_population(models, data, config, masks=masks, data_seeds=range(n),
+                             progress=False)  # fmt: skip
+
+        def general(bases=bases, masks=wrapped_masks, n=n) -> None:
+            models = [_Wrapped(copy.deepcopy(b)) for b in bases]
+            train_population(models, data, config, masks=masks, data_seeds=range(n),
+                             progress=False)  # fmt: skip
+
+        rounds = ctx.rounds(quick=2, full=3)
+        ctx.log(f"LeNet N = {n}: batched matmuls vs torch.func, {rounds} rounds, {steps} steps")
+        samples = interleave({"fast": fast, "general": general}, rounds, warmup=1,
+                             device=ctx.device)  # fmt: skip
+        speedup = ratios(samples["general"], samples["fast"])
+        note = f"{steps} steps, masks at 10 %; median of {rounds} rounds"
+        item = f"LeNet-300-100, N = {n}: batched-matmul population vs torch.func population"
+        rows.append(Row.info(GROUP, item, summary(speedup)["median"], "×", note))
+        details[f"lenet_{n}"] = {"seconds": {k: summary(v) for k, v in samples.items()},
+                                 "speedup": summary(speedup)}  # fmt: skip
+    return Group(rows, details)

@@ -1,12 +1,12 @@
 """Pruning cost: one magnitude-pruning call as a share of one IMP round's training time.
 
-For LeNet-300-100 and the ResNet (``models.resnet()``: depth 8, width 16, 28×28 MNIST), each
-round of ``timing.interleave`` times ``calls`` calls of ``prune.magnitude`` (20 % of the remaining
-weights, layerwise and global; LeNet's output layer at 10 %, as in ``lenet_mnist_paper``) and
-``steps`` steps of ``ticketlab.train`` on the same model. One round of IMP is taken to be
-``lenet_mnist_paper``'s full budget, 2,320 steps at batch 60 with Adam, for both models; its
-time is the measured time per step × 2,320. Training here evaluates on 60 images only, so the
-round time counts (almost) no evaluation: a conservative denominator.
+For LeNet-300-100 and the ResNet (``models.resnet()``: depth 8, width 16, 28×28 MNIST), each round
+of ``ticketlab.timing.interleave`` times ``calls`` calls of ``prune.magnitude`` (20 % of the
+remaining weights, layerwise and global; LeNet's output layer at 10 %, as in ``lenet_mnist_paper``)
+and ``steps`` steps of ``ticketlab.training`` on the same model. One round of IMP is taken to be
+``lenet_mnist_paper``'s full budget, 2,320 steps at batch 60 with Adam, for both models; its time is
+the measured time per step × 2,320. Training here evaluates on 60 images only, so the round time
+counts (almost) no evaluation: a conservative denominator.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from ticketlab.data import Dataset, Split, mnist
 from ticketlab.masks import Mask
 from ticketlab.models import lenet_300_100, resnet
 from ticketlab.recipes import get
-from ticketlab.train import train
+from ticketlab.timing import interleave, ratios
+from ticketlab.training import train
 
-from .results import Context, Group, Row, Target
-from .timing import interleave, ratios, summary
+from .results import Context, Group, Row, Target, summary
 
 __all__ = ["run"]
 
@@ -50,19 +50,18 @@ def _measure(ctx: Context, name: str, model: nn.Module, layer_rates, data, steps
         def task() -> None:
             for _ in range(calls):
                 prune.magnitude(model, mask, FRACTION, scope, layer_rates)
-            ctx.sync()
 
         return task
 
     def training() -> None:
         train(copy.deepcopy(model), data, config, progress=False)
-        ctx.sync()
 
     rounds = ctx.rounds(quick=3, full=5)
     ctx.log(f"pruning {name}: {rounds} rounds, {calls} calls per scope, {steps} training steps")
     samples = interleave(
         {"layerwise": pruning("layerwise"), "global": pruning("global"), "train": training},
         rounds,
+        device=ctx.device,
     )
     round_seconds = [t / steps * round_steps for t in samples["train"]]
     out = {

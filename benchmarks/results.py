@@ -2,18 +2,20 @@
 
 Every benchmark is a function ``run(ctx: Context) -> Group``. A ``Group`` holds the ``Row``s it
 adds to the printed table (item, measured, target, met?) and ``details``: everything needed to
-check the numbers later (configuration, raw timing samples), written to the JSON file.
+check the numbers later (configuration, raw timing samples with their median, min and max:
+``summary``), written to the JSON file.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import statistics
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import torch
 
-__all__ = ["Context", "Group", "Row", "Target", "number"]
+__all__ = ["Context", "Group", "Row", "Target", "number", "summary"]
 
 
 def number(value: float) -> str:
@@ -28,6 +30,18 @@ def number(value: float) -> str:
     if size >= 0.01 or size == 0:
         return f"{value:.2f}"
     return f"{value:.2g}"
+
+
+def summary(samples: Sequence[float]) -> dict[str, float | list[float]]:
+    """Median, min and max of ``samples``, with the samples themselves (for the JSON file)."""
+    if not samples:
+        raise ValueError("summary of no samples")
+    return {
+        "median": statistics.median(samples),
+        "min": min(samples),
+        "max": max(samples),
+        "samples": list(samples),
+    }
 
 
 def _with_unit(text: str, unit: str) -> str:
@@ -130,8 +144,3 @@ class Context:
     def rounds(self, quick: int, full: int) -> int:
         """Timing rounds: the --repeats override, else ``size(quick, full)``."""
         return self.repeats if self.repeats is not None else self.size(quick, full)
-
-    def sync(self) -> None:
-        """Wait for queued device work, so a clock read after it measures the work."""
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)

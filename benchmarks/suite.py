@@ -44,6 +44,16 @@ BENCHMARKS = {
         Benchmark(
             "population_gpu", "Population training, LeNet N = 64 (GPU)", "population:lenet_gpu"
         ),
+        Benchmark(
+            "population_conv",
+            "Population training through torch.func, conv4 and ResNet-8, N = 4 and 8",
+            "population:conv_and_resnet",
+        ),
+        Benchmark(
+            "population_mlp_paths",
+            "Population training, LeNet: batched matmuls vs torch.func",
+            "population:mlp_paths",
+        ),
         Benchmark("pruning", "Pruning cost, share of a round", "pruning:run"),
         Benchmark("imp_quick", "IMP lenet_mnist_paper, quick budget", "imp:quick"),
         Benchmark("imp_full", "IMP lenet_mnist_paper, full budget", "imp:full"),
@@ -52,7 +62,13 @@ BENCHMARKS = {
     ]
 }
 ALIASES = {
-    "population": ("population_xor", "population_lenet", "population_gpu"),
+    "population": (
+        "population_xor",
+        "population_lenet",
+        "population_gpu",
+        "population_conv",
+        "population_mlp_paths",
+    ),
     "imp": ("imp_quick", "imp_full", "paper_figure"),
     "gpu": ("population_gpu", "paper_figure"),
 }

@@ -1,8 +1,8 @@
-"""Trainer throughput: ``ticketlab.train`` on a sparse LeNet vs a naive loop and the matmul peak.
+"""Trainer throughput: ``ticketlab.training`` on a sparse LeNet vs a naive loop and the matmul peak.
 
-Four tasks are timed in interleaved rounds (``timing.interleave``):
+Four tasks are timed in interleaved rounds (``ticketlab.timing.interleave``):
 
-* ``trainer``: ``ticketlab.train`` on LeNet-300-100 with a layerwise magnitude mask at 10 %
+* ``trainer``: ``ticketlab.training`` on LeNet-300-100 with a layerwise magnitude mask at 10 %
   density, batch 60, Adam (lr 1.2e-3), on the 5k MNIST subset; evaluation only where ``train``
   always evaluates (before the first and after the last step, 1,500 validation and test images).
 * ``naive``: the reference loop in ``naive_loop``: the same network as a plain ``nn.Sequential``,
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import statistics
-import time
 from collections.abc import Callable
 
 import torch
@@ -33,11 +32,11 @@ from ticketlab import prune
 from ticketlab.data import mnist
 from ticketlab.models import lenet_300_100
 from ticketlab.optim import make_optimizer
-from ticketlab.train import TrainConfig, train
+from ticketlab.timing import calibrate, interleave, ratios
+from ticketlab.training import TrainConfig, train
 
 from .flops import LENET_300_100, mlp_step_flops, mlp_step_matmuls
-from .results import Context, Group, Row, Target
-from .timing import interleave, ratios, summary
+from .results import Context, Group, Row, Target, summary
 
 __all__ = ["naive_loop", "naive_net", "run"]
 
@@ -86,16 +85,6 @@ def naive_loop(
         optimizer.step()
 
 
-def _calibrated(fn: Callable[[], object], ctx: Context, seconds: float) -> int:
-    """How many calls of ``fn`` take about ``seconds`` (at least 1), from one timed call."""
-    fn()
-    ctx.sync()
-    start = time.perf_counter()
-    fn()
-    ctx.sync()
-    return max(1, round(seconds / (time.perf_counter() - start)))
-
-
 def _matmul_task(shapes: list[tuple[int, int, int]], ctx: Context, seconds: float):
     """A task running fp32 (m × k)·(k × n) matmuls for ``shapes``; returns (task, FLOPs/call)."""
     gen = torch.Generator(device=ctx.device).manual_seed(0)
@@ -112,12 +101,11 @@ def _matmul_task(shapes: list[tuple[int, int, int]], ctx: Context, seconds: floa
         for a, b, out in operands:
             torch.mm(a, b, out=out)
 
-    reps = _calibrated(once, ctx, seconds)
+    reps = calibrate(once, seconds, warmup=1, device=ctx.device)
 
     def task() -> None:
         for _ in range(reps):
             once()
-        ctx.sync()
 
     return task, reps * sum(2 * m * k * n for m, k, n in shapes)
 
@@ -129,12 +117,11 @@ def _adam_task(model: nn.Module, config: TrainConfig, ctx: Context, seconds: flo
     for p in params:
         p.grad = torch.randn(p.shape, generator=gen, device=ctx.device)
     optimizer = make_optimizer(params, config)
-    reps = _calibrated(lambda: optimizer.step(LR), ctx, seconds)
+    reps = calibrate(lambda: optimizer.step(LR), seconds, warmup=1, device=ctx.device)
 
     def task() -> None:
         for _ in range(reps):
             optimizer.step(LR)
-        ctx.sync()
 
     return task, reps
 
@@ -151,11 +138,9 @@ def run(ctx: Context) -> Group:
 
     def trainer() -> None:
         train(copy.deepcopy(base), data, config, mask=mask, progress=False)
-        ctx.sync()
 
     def naive() -> None:
         naive_loop(copy.deepcopy(reference), X, y, steps, BATCH)
-        ctx.sync()
 
     seconds = ctx.size(quick=0.3, full=0.6)
     tasks: dict[str, Callable[[], None]] = {"trainer": trainer, "naive": naive}
@@ -168,7 +153,7 @@ def run(ctx: Context) -> Group:
     tasks["lenet_shapes"], flops_per_call["lenet_shapes"] = _matmul_task(step_shapes, ctx, seconds)
     tasks["adam"], adam_reps = _adam_task(base, config, ctx, seconds)
     ctx.log(f"trainer: {rounds} rounds of {list(tasks)}, {steps} training steps each")
-    samples = interleave(tasks, rounds)
+    samples = interleave(tasks, rounds, device=ctx.device)
 
     step_flops = mlp_step_flops(LENET_300_100, BATCH)
     gflops = {

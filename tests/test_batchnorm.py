@@ -24,7 +24,7 @@ from ticketlab.batchnorm import (
 from ticketlab.data import Dataset, Split
 from ticketlab.experiments.batchnorm import CLAIMS, SETTINGS, batchnorm_only, downsample
 from ticketlab.models import init_, lenet_300_100, resnet
-from ticketlab.train import train
+from ticketlab.training import train
 from ticketlab.verdict import Verdict
 
 # resnet(8, width) by hand: the stem BN, two BNs in stage 1, and two BNs plus the shortcut's BN

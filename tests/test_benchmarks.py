@@ -1,6 +1,7 @@
-"""The benchmark machinery: FLOP counts, interleaved timing, ratios, targets, selection, reports.
+"""The benchmark machinery: FLOP counts, sample summaries, targets, selection, reports.
 
-No timing is asserted: clocks are faked, and benchmarks are replaced by stand-ins.
+No timing is asserted: benchmarks are replaced by stand-ins. The interleaved timing they use is
+``ticketlab.timing``'s, tested on fake clocks in test_timing.py.
 """
 
 from __future__ import annotations
@@ -15,9 +16,8 @@ from benchmarks import report as rep
 from benchmarks.__main__ import main
 from benchmarks.flops import LENET_300_100, mlp_step_flops, mlp_step_matmuls
 from benchmarks.population import ATOL, RTOL, compare, spread
-from benchmarks.results import Context, Group, Row, Target, number
+from benchmarks.results import Context, Group, Row, Target, number, summary
 from benchmarks.suite import BENCHMARKS, QUICK_SKIPS, Benchmark, run, select
-from benchmarks.timing import interleave, ratios, summary
 from benchmarks.trainer import naive_net
 from ticketlab.models import lenet_300_100
 
@@ -52,59 +52,7 @@ def test_flops_reject_impossible_networks(sizes, batch):
         mlp_step_matmuls(sizes, batch)
 
 
-# -- timing ---------------------------------------------------------------------------------------
-
-
-class FakeClock:
-    """A clock that only moves when a task says it took time."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def fake_tasks(clock: FakeClock, costs: dict[str, list[float]], calls: list[str]):
-    """Tasks that log their name and advance ``clock`` by their next cost."""
-
-    def task(name: str):
-        def run() -> None:
-            calls.append(name)
-            clock.now += costs[name].pop(0)
-
-        return run
-
-    return {name: task(name) for name in costs}
-
-
-def test_interleave_rotates_the_order_and_times_each_call():
-    clock, calls = FakeClock(), []
-    costs = {"a": [9.0, 2.0, 3.0, 4.0], "b": [9.0, 20.0, 30.0, 40.0]}
-    samples = interleave(fake_tasks(clock, costs, calls), 3, warmup=1, clock=clock)
-    # Warm-up (untimed, costs 9) in order, then rounds A B, B A, A B.
-    assert calls == ["a", "b", "a", "b", "b", "a", "a", "b"]
-    assert samples == {"a": [2.0, 3.0, 4.0], "b": [20.0, 30.0, 40.0]}
-
-
-def test_interleave_rotates_three_tasks():
-    clock, calls = FakeClock(), []
-    costs = {name: [1.0] * 3 for name in "xyz"}
-    interleave(fake_tasks(clock, costs, calls), 3, warmup=0, clock=clock)
-    assert calls == list("xyz" + "yzx" + "zxy")
-
-
-@pytest.mark.parametrize("repeats, warmup, word", [(0, 1, "repeats"), (2, -1, "warmup")])
-def test_interleave_rejects_bad_counts(repeats, warmup, word):
-    with pytest.raises(ValueError, match=word):
-        interleave({"a": lambda: None}, repeats, warmup=warmup)
-
-
-def test_ratios_pair_samples_of_the_same_round():
-    # The machine got 10× slower in round 2; round-by-round ratios don't see it.
-    assert ratios([2.0, 20.0, 2.2], [1.0, 10.0, 1.1]) == pytest.approx([2.0, 2.0, 2.0])
-    with pytest.raises(ValueError, match="same rounds"):
-        ratios([1.0, 2.0], [1.0])
+# -- timing summaries -----------------------------------------------------------------------------
 
 
 def test_summary_reports_the_median():

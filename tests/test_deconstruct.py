@@ -2,7 +2,7 @@
 
 Oracles: hand computations on small tensors, an independent re-implementation of the masked
 forward pass (plain matrix products on the weights built by ``models.lenet_300_100``), and the
-single-model trainer ``ticketlab.train.train`` for the rewind checkpoint.
+single-model trainer ``ticketlab.training.train`` for the rewind checkpoint.
 """
 
 from __future__ import annotations
@@ -18,14 +18,14 @@ from ticketlab.experiments import (
     rewinding_vs_finetuning,
     supermask,
 )
-from ticketlab.experiments.deconstruct import keep_largest, layer_densities
+from ticketlab.experiments.deconstruct import layer_densities
 from ticketlab.experiments.pruning_at_init import CLAIMS as PAI_CLAIMS
 from ticketlab.experiments.pruning_at_init import snip_batch
 from ticketlab.experiments.rewinding import retraining
 from ticketlab.experiments.supermask import large_final_same_sign, signed_constant
 from ticketlab.masks import Mask
 from ticketlab.models import lenet_300_100
-from ticketlab.train import TrainConfig, train
+from ticketlab.training import TrainConfig, train
 
 OUTCOMES = {"supported", "refuted", "inconclusive"}
 NAMES = ("fc1.weight", "fc2.weight", "out.weight")
@@ -43,16 +43,6 @@ def test_large_final_same_sign_by_hand():
     # The largest final magnitude (-2.0) flipped sign, so it never beats a same-sign weight.
     mask = large_final_same_sign(initial, final, {"w": 4 / 6})
     assert mask["w"].tolist() == [[True, False, False], [True, True, True]]
-
-
-def test_keep_largest_rounds_half_up_and_breaks_ties_by_position():
-    scores = {"a": torch.tensor([3.0, 1.0, 1.0, 1.0, 0.0, 2.0]), "b": torch.tensor([[5.0, 4.0]])}
-    # a: floor(0.5 * 6 + 0.5) = 3 kept: 3, 2 and the first of the tied 1s. b: floor(0.25*2+.5) = 1.
-    mask = keep_largest(scores, {"a": 0.5, "b": 0.25})
-    assert mask["a"].tolist() == [True, True, False, False, False, True]
-    assert mask["b"].tolist() == [[True, False]]
-    with pytest.raises(ValueError, match="same layers"):
-        keep_largest(scores, {"a": 0.5})
 
 
 def test_layer_densities_follow_the_recipe_rates():

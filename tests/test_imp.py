@@ -7,7 +7,6 @@ independent loop built from ``train``, ``prune``, ``rewind`` and ``control``.
 
 from __future__ import annotations
 
-import importlib
 import shutil
 
 import pandas as pd
@@ -15,15 +14,14 @@ import pytest
 import torch
 
 import ticketlab
+import ticketlab.population as population_module
 from ticketlab import prune
 from ticketlab.cache import CacheWarning
 from ticketlab.imp import derive_seed, run
 from ticketlab.masks import Mask
 from ticketlab.recipes import DataSpec, ModelSpec, PruneSpec, Recipe
-from ticketlab.rewind import control, rewind
-from ticketlab.train import TrainConfig, train
-
-imp_module = importlib.import_module("ticketlab.imp")
+from ticketlab.rewinding import control, rewind
+from ticketlab.training import TrainConfig, train
 
 COLUMNS = ["seed", "round", "density", "kind", "test_acc", "val_acc", "train_loss"]
 COLUMNS += ["early_stop_step", "early_stop_test_acc", "diverged"]
@@ -173,6 +171,17 @@ def test_one_shot_densities_equal_iterative_ones(lenet, tmp_path):
         ours, theirs = one_shot.masks[(0, round_)], iterative.masks[(0, round_)]
         assert [int(m.sum()) for m in ours.values()] == [int(m.sum()) for m in theirs.values()]
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"{recipe.key}-one_shot"]
+    # Round r keeps the trained dense network's largest weights, as many per layer as iterative
+    # pruning keeps at round r: ranked independently here with Python's sort.
+    dense = recipe.model.build(0)
+    stored = torch.load(next(tmp_path.rglob("round00_dense.pt")), weights_only=True)
+    dense.load_state_dict(stored["weights"])
+    for round_ in (1, 2):
+        for name, keep in one_shot.masks[(0, round_)].items():
+            weights = dense.get_parameter(name).detach().abs().flatten().tolist()
+            order = sorted(range(len(weights)), key=lambda i: (weights[i], i))
+            expected = set(order[len(weights) - int(keep.sum()) :])
+            assert set(keep.flatten().nonzero().flatten().tolist()) == expected, (round_, name)
 
 
 # -- XOR: exact agreement with a hand-written IMP loop -----------------------------------------
@@ -288,7 +297,7 @@ def test_an_interrupted_run_resumes_where_it_stopped(tmp_path, monkeypatch):
             raise KeyboardInterrupt("killed")
         return train(*args, **kw)
 
-    monkeypatch.setattr(imp_module, "train", dies_on_the_fifth_cell)
+    monkeypatch.setattr(population_module, "train", dies_on_the_fifth_cell)
     with pytest.raises(KeyboardInterrupt):
         run(XOR, cache_dir=tmp_path / "cut", **kwargs)
     monkeypatch.undo()
@@ -319,8 +328,8 @@ def test_changing_the_recipe_uses_another_cache_folder(tmp_path):
     [
         (dict(mode="twice"), "mode must be 'iterative' or 'one_shot'"),
         (dict(controls=["reinit", "lucky"]), r"unknown controls \['lucky'\]"),
-        (dict(seeds=[0, 0]), "distinct ints"),
-        (dict(seeds=[]), "non-empty"),
+        (dict(seeds=[0, 0]), "seeds must be distinct"),
+        (dict(seeds=[]), "seeds is empty"),
         (dict(rewind_step=30), "rewind_step=30 must be smaller than steps=30"),
         (dict(rounds=-1), "rounds must be an int >= 0"),
         (dict(stepz=3), "unknown recipe field 'stepz'"),

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from ticketlab.optim import FusedAdam, FusedSGD, TorchOptimizer, make_optimizer
-from ticketlab.train import TrainConfig
+from ticketlab.training import TrainConfig
 
 
 def make_params(seed: int, device) -> list[torch.Tensor]:

@@ -24,7 +24,7 @@ from ticketlab import prune
 from ticketlab.data import Dataset, Split, xor
 from ticketlab.masks import Mask, MaskError
 from ticketlab.models import init_, lenet_300_100, xor_mlp
-from ticketlab.train import train
+from ticketlab.training import train
 
 # fc1 (4 × 3) and out (2 × 4) weights whose magnitudes are all distinct: hand-checkable ranks.
 FC1 = [[0.5, -0.1, 0.9], [-0.3, 0.7, 0.2], [0.05, -0.8, 0.6], [0.4, -0.25, 1.0]]
@@ -184,6 +184,37 @@ def test_ranking_core_matches_a_python_sort(values, keep_bits, n_keep, dtype, as
     expected = sorted_oracle(scores.double().tolist(), keep.tolist(), n_keep)
     count = torch.tensor(n_keep) if as_tensor else n_keep
     assert prune._top(scores, keep, count).tolist() == expected
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    values=st.lists(st.sampled_from([0.0, 1.0, 1.0, 2.0, 0.5, 3.0, math.nan]), min_size=1,
+                    max_size=30),
+    density=st.sampled_from([0.0, 0.1, 0.25, 0.5, 0.9, 1.0]),
+)  # fmt: skip
+def test_top_ranks_as_every_pruning_function_does(values, density):
+    """``prune.top`` (the supermask lab's ranking) against the same Python sort as ``_top``."""
+    scores = {"w": torch.tensor(values).view(1, -1)}
+    n_keep = math.floor(density * len(values) + 0.5)
+    expected = sorted_oracle(values, [True] * len(values), n_keep)
+    assert prune.top(scores, {"w": density})["w"].flatten().tolist() == expected
+
+
+def test_top_needs_the_same_layers_and_densities_in_range():
+    scores = {"a": torch.ones(3), "b": torch.ones(2)}
+    with pytest.raises(ValueError, match=r"same layers; they differ in \['b'\]"):
+        prune.top(scores, {"a": 0.5})
+    with pytest.raises(ValueError, match=r"densities\['a'\] must be a number in \[0, 1\]"):
+        prune.top(scores, {"a": 1.5, "b": 0.5})
+
+
+def test_layer_density_is_what_iterative_pruning_leaves():
+    # Iterate the rates by hand: after k rounds the base layers keep 0.8^k, the other 0.9^k.
+    for k in (1, 5, 13):
+        assert prune.layer_density(0.8**k, 0.1, 0.2) == pytest.approx(0.9**k, rel=1e-12)
+    assert prune.layer_density(0.02, 0.0, 0.2) == 1.0  # rate 0: never pruned
+    with pytest.raises(ValueError, match=r"rate must lie in \(0, 1\)"):
+        prune.layer_density(0.5, 0.1, 0.0)
 
 
 def test_iterated_rounding_is_round_half_up_of_the_remaining_weights(device):
@@ -396,8 +427,10 @@ def test_one_shot_layerwise_hits_the_target_density(device):
 
 def test_one_shot_global_with_layer_rates(device):
     model = mlp3(6, device)
-    mask = prune.one_shot(model, 0.05, scope="global", layer_rates={"out.weight": 0.4})
-    assert kept_counts(mask)["out.weight"] == 120  # 200 - floor(0.4 · 200 + 0.5)
+    mask = prune.one_shot(model, 0.05, scope="global", layer_rates={"out.weight": 0.1})
+    # k = log 0.05 / log 0.8 = 13.4 rounds at 20 % leave the output layer 0.9^13.4 = 0.243 of its
+    # 200 weights: floor(48.6 + 0.5) = 49.
+    assert kept_counts(mask)["out.weight"] == 49
     hidden = ["fc1.weight", "fc2.weight"]
     weights = [w for n in hidden for w in model.get_parameter(n).detach().flatten().tolist()]
     expected = top_by_magnitude(weights, math.floor(0.05 * len(weights) + 0.5))

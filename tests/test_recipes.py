@@ -9,7 +9,7 @@ import torch
 
 from ticketlab import recipes
 from ticketlab.recipes import DataSpec, ModelSpec, PruneSpec, Recipe
-from ticketlab.train import TrainConfig
+from ticketlab.training import TrainConfig
 
 XOR = Recipe(
     model=ModelSpec("xor_mlp", hidden=8, activation="tanh"),

@@ -1,4 +1,4 @@
-"""ticketlab.rewind: exact, alias-free restoring, and controls that change one thing at a time."""
+"""ticketlab.rewinding: exact, alias-free restoring, and controls that change one thing each."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 import ticketlab
 from ticketlab import models
 from ticketlab.masks import Mask
-from ticketlab.rewind import CONTROLS, control, rewind
+from ticketlab.rewinding import CONTROLS, control, rewind
 
 
 def state(model) -> dict[str, torch.Tensor]:

@@ -1,6 +1,7 @@
-"""Tests for ticketlab.sparsity and the sparsity_speed experiment: correctness of every storage
-format against references computed here, memory accounting by hand, and the timing logic on a fake
-clock (timings of real kernels are never asserted)."""
+"""Tests for ticketlab.sparsity and the hardware experiment (``inference_benchmark``,
+``sparsity_speed``): correctness of every storage format against references computed here, and
+memory and FLOP accounting by hand. Timings of real kernels are never asserted; the timing logic
+is tested on a fake clock in test_timing.py."""
 
 from __future__ import annotations
 
@@ -18,26 +19,6 @@ from ticketlab.masks import Mask
 
 matplotlib.use("Agg")
 pytestmark = pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
-
-
-class FakeClock:
-    """A clock that moves only when a fake workload says so; records which workload ran."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.calls: list[str] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def work(self, name: str, seconds: float, drift: float = 0.0):
-        """A workload taking ``seconds`` × (1 + drift × calls so far): a machine that slows."""
-
-        def run() -> None:
-            self.now += seconds * (1.0 + drift * len(self.calls))
-            self.calls.append(name)
-
-        return run
 
 
 def _layer(device, out_features=5, in_features=8, density=0.4, seed=0):
@@ -78,7 +59,7 @@ def test_layer_variants_without_bias(device):
 
 
 def test_network_variants_match_the_pruned_module(device):
-    model = sparsity.mlp((12, 8, 4), seed=2).to(device)
+    model = models.mlp((12, 8, 4), seed=2).to(device)
     mask = prune.one_shot(model, 0.3)
     x = torch.randn(6, 12, generator=torch.Generator().manual_seed(0)).to(device)
     pruned_model = mask.apply(copy.deepcopy(model))
@@ -123,12 +104,6 @@ def test_mask_of_wrong_shape_is_refused():
         sparsity.sparse_linear_variants(weight, torch.ones(2, 2, dtype=torch.bool))
 
 
-def test_mlp_has_lenet_weights():
-    ours, lenet = sparsity.mlp(seed=4).state_dict(), models.lenet_300_100(seed=4).state_dict()
-    assert list(ours) == list(lenet)
-    assert all(torch.equal(ours[k], lenet[k]) for k in ours)
-
-
 # -- memory ----------------------------------------------------------------------------------------
 
 
@@ -149,86 +124,19 @@ def test_storage_bytes_by_hand():
     assert sparsity.storage_bytes(small) == 3 * 4 + 3 * 4 + 3 * 8
 
 
-# -- timing logic on a fake clock ------------------------------------------------------------------
-
-
-def test_time_call_divides_by_number_and_warms_up():
-    clock = FakeClock()
-    seconds = sparsity.time_call(
-        clock.work("a", 2e-3), repeats=3, warmup=2, number=4, device="cpu", timer=clock
+def test_layer_costs_by_hand():
+    weight = torch.tensor([[1.0, -2.0, 0.5], [3.0, 0.25, -1.0]])  # float32, 6 weights
+    mask = torch.tensor([[True, False, False], [True, False, True]])  # 3 kept
+    costs = sparsity.layer_costs(
+        weight, mask, ["dense", "masked-dense", "dense-fp16", "csr", "coo"]
     )
-    assert seconds == pytest.approx([2e-3] * 3)
-    assert len(clock.calls) == 2 + 3 * 4
-
-
-def test_run_order_rotates_and_reverses():
-    names = ["a", "b", "c"]
-    orders = [sparsity.run_order(names, r) for r in range(6)]
-    assert orders[:4] == [["a", "b", "c"], ["c", "b", "a"], ["b", "c", "a"], ["a", "c", "b"]]
-    for position in range(3):  # over 2 × 3 repeats every name holds every position twice
-        assert sorted(order[position] for order in orders) == ["a", "a", "b", "b", "c", "c"]
-
-
-def test_time_variants_interleaves_in_run_order():
-    clock = FakeClock()
-    calls = {"dense": clock.work("dense", 2e-3), "csr": clock.work("csr", 1e-3)}
-    table = sparsity.time_variants(calls, repeats=4, warmup=1, number=1, device="cpu", timer=clock)
-    expected = ["dense", "csr"]  # the warmup, then each repeat in its order
-    for rep in range(4):
-        for name in sparsity.run_order(["dense", "csr"], rep):
-            expected += [name, name]  # an untimed call, then the measured one
-    assert clock.calls == expected
-    assert list(table.columns) == ["repeat", "position", "variant", "seconds", "number"]
-    assert table.loc[table["variant"] == "csr", "seconds"].tolist() == pytest.approx([1e-3] * 4)
-
-
-def test_number_is_calibrated_to_min_time():
-    clock = FakeClock()
-    calls = {"fast": clock.work("fast", 1e-4), "slow": clock.work("slow", 0.02)}
-    table = sparsity.time_variants(
-        calls, repeats=2, min_time=5e-3, max_number=30, device="cpu", timer=clock
-    )
-    numbers = table.groupby("variant")["number"].first()
-    assert numbers["fast"] == 30  # 50 calls would reach 5 ms; capped at max_number
-    assert numbers["slow"] == 1
-
-
-def test_summarize_by_hand():
-    timings = pd.DataFrame(
-        {
-            "repeat": [0, 0, 1, 1, 2, 2],
-            "variant": ["dense", "csr"] * 3,
-            "seconds": [1.0, 2.0, 2.0, 1.0, 3.0, 6.0],
-        }
-    )
-    summary = sparsity.summarize(timings).set_index("variant")
-    # Per-repeat ratios dense/csr: 0.5, 2, 0.5 → median 0.5 (the ratio of medians would be 2/2 = 1).
-    assert summary.loc["csr", "speedup_vs_dense"] == pytest.approx(0.5)
-    assert summary.loc["dense", "speedup_vs_dense"] == pytest.approx(1.0)
-    assert summary.loc["csr", "seconds_median"] == pytest.approx(2.0)
-    assert summary.loc["csr", "seconds_iqr"] == pytest.approx(4.0 - 1.5)  # quartiles of 1, 2, 6
-    with pytest.raises(ValueError, match="baseline"):
-        sparsity.summarize(timings, baseline="coo")
-
-
-def test_interleaving_cancels_drift_that_fools_sequential_timing():
-    """A machine that gets 2 % slower with every call: csr is truly 2× faster than dense."""
-    drift, repeats = 0.02, 9
-    clock = FakeClock()
-    calls = {"dense": clock.work("dense", 2e-3, drift), "csr": clock.work("csr", 1e-3, drift)}
-    table = sparsity.time_variants(
-        calls, repeats=repeats, warmup=0, number=1, device="cpu", timer=clock
-    )
-    interleaved = sparsity.summarize(table).set_index("variant").loc["csr", "speedup_vs_dense"]
-    assert interleaved == pytest.approx(2.0, rel=0.03)
-
-    clock = FakeClock()  # the naive way: all dense repeats, then all csr repeats
-    dense = sparsity.time_call(clock.work("dense", 2e-3, drift), repeats=repeats, warmup=0,
-                               timer=clock)  # fmt: skip
-    csr = sparsity.time_call(clock.work("csr", 1e-3, drift), repeats=repeats, warmup=0,
-                             timer=clock)  # fmt: skip
-    sequential = pd.Series(dense).median() / pd.Series(csr).median()
-    assert abs(sequential - 2.0) > 0.2  # drift alone moves it by more than 10 %
+    assert costs["dense"] == costs["masked-dense"] == (6 * 4, 2 * 6)  # zeros stored, multiplied
+    assert costs["dense-fp16"] == (6 * 2, 2 * 6)
+    # CSR: 3 int64 row pointers, 3 int64 column indices, 3 float32 values; COO: (2, 3) indices.
+    assert costs["csr"] == (3 * 8 + 3 * 8 + 3 * 4, 2 * 3)
+    assert costs["coo"] == (2 * 3 * 8 + 3 * 4, 2 * 3)
+    with pytest.raises(ValueError, match="unknown variant"):
+        sparsity.layer_costs(weight, mask, ["ideal"])
 
 
 # -- the benchmark table ---------------------------------------------------------------------------
@@ -236,7 +144,7 @@ def test_interleaving_cancels_drift_that_fools_sequential_timing():
 
 def test_inference_benchmark_schema_and_accounting():
     widths = (8, 6, 4)
-    table = sparsity.inference_benchmark(
+    table = hardware.inference_benchmark(
         densities=(1.0, 0.25), batch_sizes=(1, 3), device="cpu", repeats=2, rounds=2,
         widths=widths, min_time=1e-4, semi_structured=False,
     )  # fmt: skip
@@ -275,7 +183,7 @@ def test_inference_benchmark_schema_and_accounting():
 
 def test_inference_benchmark_restores_threads():
     before = torch.get_num_threads()
-    sparsity.inference_benchmark(
+    hardware.inference_benchmark(
         densities=(0.5,), batch_sizes=(1,), device="cpu", repeats=2, rounds=1, widths=(4, 4),
         min_time=1e-4, threads=1,
     )  # fmt: skip
@@ -283,10 +191,11 @@ def test_inference_benchmark_restores_threads():
 
 
 @pytest.mark.parametrize("bad", [{"densities": (0.0,)}, {"densities": (1.5,)},
-                                 {"batch_sizes": (0,)}, {"repeats": 1}])  # fmt: skip
+                                 {"batch_sizes": (0,)}, {"repeats": 1},
+                                 {"widths": (784,)}, {"widths": (784, 0, 10)}])  # fmt: skip
 def test_inference_benchmark_rejects_bad_settings(bad):
     with pytest.raises(ValueError):
-        sparsity.inference_benchmark(**{"densities": (0.5,), "device": "cpu", **bad})
+        hardware.inference_benchmark(**{"densities": (0.5,), "device": "cpu", **bad})
 
 
 # -- 2:4 semi-structured sparsity ------------------------------------------------------------------
@@ -333,7 +242,7 @@ def _has_2_4() -> bool:
 
 @pytest.mark.skipif(not _has_2_4(), reason="needs a CUDA GPU with compute capability >= 8.0")
 def test_semi_structured_variant_on_gpu():
-    model = sparsity.mlp(seed=0).to("cuda")
+    model = models.lenet_300_100(seed=0).to("cuda")
     mask = Mask({f"{n}.weight": sparsity.semi_structured_mask(m.weight)
                  for n, m in model.named_children() if isinstance(m, torch.nn.Linear)})  # fmt: skip
     variants = sparsity.network_variants(model, mask, semi_structured=True)

@@ -11,7 +11,7 @@ import torch
 
 import ticketlab as tl
 from ticketlab import prune
-from ticketlab.train import TrainConfig, TrainStep
+from ticketlab.training import TrainConfig, TrainStep
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 

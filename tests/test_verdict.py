@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ticketlab.verdict import Claim, Verdict, evaluate, t_interval, t_quantile, verdicts_frame
+from ticketlab.stats import t_interval, t_quantile
+from ticketlab.verdict import Claim, Verdict, evaluate, verdicts_frame
 
 # Two-sided 95% critical values from printed t tables (df → t_{0.975, df}).
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 10: 2.228, 29: 2.045, 100: 1.984}

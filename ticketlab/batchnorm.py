@@ -39,6 +39,7 @@ __all__ = [
     "gamma_frame",
     "init_gamma",
     "random_parameter_mask",
+    "random_subset",
     "train_random_subset",
     "trainable_count",
 ]
@@ -245,12 +246,24 @@ def train_random_subset(
     Returns ``(TrainResult, mask)``: after training, exactly the mask's True elements can differ
     from their starting values.
     """
-    from .train import train
+    from .training import train
 
+    mask, grad_mask = random_subset(model, count, seed, train_output)
+    return train(model, data, config, grad_mask=grad_mask, **train_kwargs), mask
+
+
+def random_subset(
+    model: nn.Module, count: int, seed: int = 0, train_output: bool = False
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Prepare ``model`` to train ``count`` random non-BatchNorm elements, in place.
+
+    ``random_parameter_mask(model, count, seed)`` picks the elements, ``freeze_all_but_subset``
+    freezes the rest. Returns ``(mask, grad_mask)``: the chosen elements per parameter, and the
+    ``grad_mask`` to train with (the entries of parameters that still train).
+    """
     mask = random_parameter_mask(model, count, seed)
     freeze_all_but_subset(model, mask, train_output=train_output)
-    grad_mask = {name: m for name, m in mask.items() if bool(m.any())}
-    return train(model, data, config, grad_mask=grad_mask, **train_kwargs), mask
+    return mask, {name: m for name, m in mask.items() if bool(m.any())}
 
 
 def gamma_frame(model: nn.Module) -> pd.DataFrame:

@@ -26,7 +26,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm  # covers BatchNorm1d/2d/3d and SyncBatchNorm
 
-from .train import loss_and_correct
+from .masks import as_mask
+from .training import loss_and_correct
 
 __all__ = ["error_barrier", "interpolate", "interpolated", "l2_distance"]
 
@@ -126,20 +127,7 @@ class _Path:
 
     def _masks(self, mask: Mapping[str, Tensor]) -> list[tuple[Tensor, Tensor]]:
         params = dict(self.model.named_parameters())
-        keep = []
-        for name, kept in mask.items():
-            if name not in params:
-                raise ValueError(
-                    f"mask entry {name!r} is not a parameter of the model; "
-                    f"parameters are {list(params)[:8]}…"
-                )
-            if kept.shape != params[name].shape:
-                raise ValueError(
-                    f"mask entry {name!r} has shape {tuple(kept.shape)} but the parameter has "
-                    f"{tuple(params[name].shape)}; was the mask made for another model?"
-                )
-            keep.append((params[name].detach(), kept.to(device=self.device, dtype=torch.bool)))
-        return keep
+        return [(params[name].detach(), kept) for name, kept in as_mask(mask, self.model).items()]
 
     @torch.no_grad()
     def at(self, alpha: float) -> nn.Module:

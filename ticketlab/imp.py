@@ -3,7 +3,7 @@
 ``run`` follows Frankle & Carbin (2019), "Strategy 1" (Appendix B): train the dense network, prune
 a fraction of the surviving weights by magnitude, reset the survivors to the rewind point
 (initialization, or step k), and repeat. Each round's mask is also given to the controls of
-``ticketlab.rewind`` (random reinitialization, random pruning, ...), trained for exactly as long.
+``ticketlab.rewinding`` (random reinitialization, random pruning, ...), trained for exactly as long.
 
 * ``mode="iterative"``: round r prunes the weights that round r − 1's ticket learned.
 * ``mode="one_shot"``: every round prunes the dense network's trained weights to round r's density
@@ -12,14 +12,14 @@ a fraction of the surviving weights by magnitude, reset the survivors to the rew
 Every (seed, round, kind) cell is cached under ``cache_dir()/imp/<recipe key>-<mode>/`` as soon as
 it finishes: rerunning a finished experiment only reads files, and a run killed mid-way resumes at
 the first missing cell. All cells of a round (every seed and every kind) train together as one
-population when the model allows it (``ticketlab.population``).
+population where that is faster (``ticketlab.population.train_many``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,10 +32,10 @@ from .config import budget
 from .config import cache_dir as default_cache_dir
 from .config import device as pick_device
 from .masks import Mask
-from .population import supports, train_population
+from .population import train_many
 from .recipes import Recipe, get
-from .rewind import CONTROLS, control, rewind
-from .train import train
+from .rewinding import CONTROLS, control, rewind
+from .stats import seed_list
 
 __all__ = ["ImpResult", "derive_seed", "run"]
 
@@ -128,7 +128,7 @@ def run(
     cache_dir: str | Path | None = None,
     device=None,
     progress: bool = True,
-    population: bool = True,
+    population: bool | None = None,
     **overrides,
 ) -> ImpResult:
     """Run IMP for every seed and return an ``ImpResult``.
@@ -137,12 +137,13 @@ def run(
         recipe: a preset name (``ticketlab.recipes.names()``) or a ``Recipe``.
         rounds: pruning rounds after the dense round 0 (default: 3 quick, 10 full).
         seeds: one IMP run per seed (initialization and data order both derive from it).
-        controls: any of ``ticketlab.rewind.CONTROLS``, trained at every round's mask.
+        controls: any of ``ticketlab.rewinding.CONTROLS``, trained at every round's mask.
         rewind_step: step the survivors are reset to (default: the recipe's, usually 0).
         mode: "iterative" or "one_shot".
         cache_dir: root of the result cache (default ``ticketlab.cache_dir() / "imp"``).
         device: where to compute (default ``ticketlab.device()``).
-        population: train each round's cells as one batched population when the model allows.
+        population: train each round's cells as one batched population: None when that is
+            faster (``population.prefers_population``), True whenever the model allows, False never.
         overrides: recipe fields, e.g. ``steps=500`` or ``prune_scope="global"``.
     """
     from tqdm.auto import tqdm
@@ -161,123 +162,137 @@ def run(
     unknown = [c for c in controls if c not in CONTROLS]
     if unknown:
         raise ValueError(f"unknown controls {unknown}; choose from {CONTROLS}")
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds must be a non-empty list of distinct ints, got {list(seeds)}")
+    seeds = seed_list(seeds)
     k = rec.prune.rewind_step
     if k >= rec.train.steps:
         raise ValueError(f"rewind_step={k} must be smaller than steps={rec.train.steps}")
     dev = pick_device(device)
-    data = rec.data.load(dev)
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "imp"
     cache = ResultCache(root / f"{rec.key}-{mode}", f"{rec.canonical};mode={mode}")
-    layer_rates = dict(rec.prune.layer_rates) or None
-
-    rows: list[dict] = []
-    histories: list[pd.DataFrame] = []
-    masks: dict[tuple[int, int], Mask] = {}
-    cached = 0
-    rewind_points: dict[int, dict[str, torch.Tensor]] = {}  # per seed
-    ranked: dict[int, dict[str, torch.Tensor]] = {}  # per seed: the weights pruning ranks next
-
-    def record(seed: int, round_: int, kind: str, mask: Mask, row: dict, history) -> None:
-        rows.append({"seed": seed, "round": round_, "density": mask.density, "kind": kind, **row})
-        histories.append(history.assign(seed=seed, round=round_, kind=kind))
-
-    def train_round(jobs: list[dict], start: int, checkpoints: list[int]) -> Iterable:
-        if population and jobs and all(supports(j["model"]) for j in jobs):
-            return train_population(
-                [j["model"] for j in jobs],
-                data,
-                rec.train,
-                masks=[j["mask"] for j in jobs],
-                data_seeds=[j["seed"] for j in jobs],
-                start_step=start,
-                checkpoint_steps=checkpoints,
-                progress=progress,
-            )
-        # Lazily, so each cell is saved as soon as it finishes, not when its round does.
-        return (
-            train(
-                j["model"],
-                data,
-                rec.train,
-                mask=j["mask"],
-                data_seed=j["seed"],
-                start_step=start,
-                checkpoint_steps=checkpoints,
-                progress=progress,
-            )
-            for j in jobs
-        )
-
+    state = _Run(rec, mode, cache, rec.data.load(dev), dev)
     for round_ in tqdm(range(rounds + 1), desc=f"IMP {rec.name or rec.key}", disable=not progress):
-        jobs: list[dict] = []
+        jobs = []
         for seed in seeds:
-            if round_ == 0:
-                mask = Mask.ones(rec.model.build(seed))
-            else:
-                trained = rec.model.build(seed).to(dev)
-                trained.load_state_dict(ranked[seed])
-                mask = prune.magnitude(
-                    trained,
-                    masks[(seed, round_ - 1)],
-                    rec.prune.prune_fraction,
-                    rec.prune.prune_scope,
-                    layer_rates,
-                )
-            mask = mask.to(dev)
-            masks[(seed, round_)] = mask
+            state.prune(seed, round_)
             for kind in ["dense"] if round_ == 0 else ["ticket", *controls]:
-                entry = cache.load(_cell(seed, round_, kind), dev)
-                if entry is not None:
-                    cached += 1
-                    record(seed, round_, kind, Mask(entry["mask"]), *_unpack(entry))
-                    if kind == "dense":
-                        rewind_points[seed] = entry["rewind_point"]
-                        ranked[seed] = entry["weights"]
-                    elif kind == "ticket" and mode == "iterative":
-                        ranked[seed] = entry["weights"]
-                    continue
-                if round_ == 0:
-                    model, cell_mask = rec.model.build(seed), None
-                else:
-                    # Controls get the unmasked rewind point: a random or shuffled mask keeps
-                    # weights the ticket pruned, and they start from their rewound values.
-                    ticket_mask = mask if kind == "ticket" else None
-                    model = rewind(rec.model.build(seed).to(dev), rewind_points[seed], ticket_mask)
-                    cell_mask = mask
-                    if kind != "ticket":
-                        cell_seed = derive_seed(seed, round_, kind)
-                        model, cell_mask = control(kind, model, mask, cell_seed, rec.model.init)
-                jobs.append({"model": model, "mask": cell_mask, "seed": seed, "kind": kind})
+                if not state.load(seed, round_, kind):
+                    jobs.append(state.start(seed, round_, kind))
+        state.train(round_, jobs, progress, population)
+    return state.result(time.perf_counter() - started)
+
+
+class _Run:
+    """One ``run`` between its stages: prune a round, load its cached cells, start and train the
+    missing ones. Holds, per seed, the rewind point and the weights pruning ranks next; the masks;
+    and the table's rows and curves in the order the cells arrive."""
+
+    def __init__(self, rec: Recipe, mode: str, cache: ResultCache, data, dev) -> None:
+        self.rec, self.mode, self.cache, self.data, self.dev = rec, mode, cache, data, dev
+        self.k = rec.prune.rewind_step
+        self.layer_rates = dict(rec.prune.layer_rates) or None
+        self.masks: dict[tuple[int, int], Mask] = {}
+        self.rewind_points: dict[int, dict[str, torch.Tensor]] = {}
+        self.ranked: dict[int, dict[str, torch.Tensor]] = {}
+        self.rows: list[dict] = []
+        self.histories: list[pd.DataFrame] = []
+        self.cached = 0
+
+    def prune(self, seed: int, round_: int) -> None:
+        """Round r's mask: everything kept at round 0, else magnitude pruning of the weights
+        ranked for this seed (the previous ticket's, or the dense network's in one-shot mode)."""
+        if round_ == 0:
+            mask = Mask.ones(self.rec.model.build(seed))
+        else:
+            trained = self.rec.model.build(seed).to(self.dev)
+            trained.load_state_dict(self.ranked[seed])
+            spec = self.rec.prune
+            previous = self.masks[(seed, round_ - 1)]
+            mask = prune.magnitude(
+                trained, previous, spec.prune_fraction, spec.prune_scope, self.layer_rates
+            )
+        self.masks[(seed, round_)] = mask.to(self.dev)
+
+    def load(self, seed: int, round_: int, kind: str) -> bool:
+        """Take the cell from the cache if it is there; say whether it was."""
+        entry = self.cache.load(_cell(seed, round_, kind), self.dev)
+        if entry is None:
+            return False
+        self.cached += 1
+        self._record(seed, round_, kind, Mask(entry["mask"]), *_unpack(entry))
+        self._remember(seed, kind, entry.get("rewind_point"), entry.get("weights"))
+        return True
+
+    def start(self, seed: int, round_: int, kind: str) -> dict:
+        """The cell's network at its starting point, with the mask it trains under (a job)."""
+        build = self.rec.model.build
+        if round_ == 0:
+            return {"model": build(seed), "mask": None, "seed": seed, "kind": kind}
+        mask = self.masks[(seed, round_)]
+        # Controls get the unmasked rewind point: a random or shuffled mask keeps weights the
+        # ticket pruned, and they start from their rewound values.
+        ticket_mask = mask if kind == "ticket" else None
+        model = rewind(build(seed).to(self.dev), self.rewind_points[seed], ticket_mask)
+        cell_mask = mask
+        if kind != "ticket":
+            cell_seed = derive_seed(seed, round_, kind)
+            model, cell_mask = control(kind, model, mask, cell_seed, self.rec.model.init)
+        return {"model": model, "mask": cell_mask, "seed": seed, "kind": kind}
+
+    def train(self, round_: int, jobs: list[dict], progress: bool, population) -> None:
+        """Train a round's missing cells together; store each in the cache as soon as it exists.
+
+        Round 0 trains from step 0 and keeps the rewind point (step k); later rounds resume at k.
+        """
+        k = self.k
         start, checkpoints = (0, [k] if k else []) if round_ == 0 else (k, [])
-        for job, result in zip(jobs, train_round(jobs, start, checkpoints), strict=True):
+        results = train_many(
+            [j["model"] for j in jobs], self.data, self.rec.train,
+            masks=[j["mask"] for j in jobs], data_seeds=[j["seed"] for j in jobs],
+            start_step=start, checkpoint_steps=checkpoints, progress=progress,
+            population=population,
+        )  # fmt: skip
+        for job, result in zip(jobs, results, strict=True):
             seed, kind = job["seed"], job["kind"]
-            cell_mask = job["mask"] if job["mask"] is not None else masks[(seed, 0)]
+            cell_mask = job["mask"] if job["mask"] is not None else self.masks[(seed, 0)]
             point = None
             if kind == "dense":
-                point = result.checkpoints[k] if k else rec.model.build(seed).state_dict()
-                rewind_points[seed] = {n: t.to(dev) for n, t in point.items()}
-            keep = kind == "dense" or (kind == "ticket" and mode == "iterative")
-            if keep:
-                ranked[seed] = result.model.state_dict()
-            cache.save(_cell(seed, round_, kind), _payload(result, cell_mask, keep, point))
-            record(seed, round_, kind, cell_mask, result.summary(), result.history)
+                point = result.checkpoints[k] if k else self.rec.model.build(seed).state_dict()
+            keep = kind == "dense" or (kind == "ticket" and self.mode == "iterative")
+            weights = result.model.state_dict() if keep else None
+            self._remember(seed, kind, point, weights)
+            payload = _payload(result, cell_mask, keep, point)
+            self.cache.save(_cell(seed, round_, kind), payload)
+            self._record(seed, round_, kind, cell_mask, result.summary(), result.history)
 
-    rank = {kind: i for i, kind in enumerate(KINDS)}
-    table = pd.DataFrame(rows)
-    table = (
-        table.assign(_order=table["kind"].map(rank))
-        .sort_values(["seed", "round", "_order"])
-        .drop(columns="_order")
-        .reset_index(drop=True)
-    )
-    return ImpResult(
-        recipe=rec,
-        mode=mode,
-        table=table,
-        history=pd.concat(histories, ignore_index=True),
-        masks=masks,
-        wall_time=time.perf_counter() - started,
-        cached_cells=cached,
-    )
+    def _remember(self, seed: int, kind: str, point, weights) -> None:
+        """Keep what later rounds need: the dense cell's rewind point, and the weights the next
+        round ranks (the dense network's, and in iterative mode each ticket's)."""
+        if kind == "dense":
+            self.rewind_points[seed] = {n: t.to(self.dev) for n, t in point.items()}
+        if kind == "dense" or (kind == "ticket" and self.mode == "iterative"):
+            self.ranked[seed] = weights
+
+    def _record(self, seed: int, round_: int, kind: str, mask: Mask, row: dict, history) -> None:
+        self.rows.append(
+            {"seed": seed, "round": round_, "density": mask.density, "kind": kind, **row}
+        )
+        self.histories.append(history.assign(seed=seed, round=round_, kind=kind))
+
+    def result(self, wall_time: float) -> ImpResult:
+        rank = {kind: i for i, kind in enumerate(KINDS)}
+        table = pd.DataFrame(self.rows)
+        table = (
+            table.assign(_order=table["kind"].map(rank))
+            .sort_values(["seed", "round", "_order"])
+            .drop(columns="_order")
+            .reset_index(drop=True)
+        )
+        return ImpResult(
+            recipe=self.rec,
+            mode=self.mode,
+            table=table,
+            history=pd.concat(self.histories, ignore_index=True),
+            masks=self.masks,
+            wall_time=wall_time,
+            cached_cells=self.cached,
+        )

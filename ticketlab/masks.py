@@ -21,15 +21,18 @@ import math
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import torch
 from torch import Tensor, nn
+
+if TYPE_CHECKING:  # pandas loads on first use: a mask's report is not on the training path
+    import pandas as pd
 
 from .atomic import atomic_file
 from .models import prunable_names
 
-__all__ = ["Mask", "MaskError"]
+__all__ = ["Mask", "MaskError", "as_mask"]
 
 _FORMAT = "ticketlab.Mask"
 _VERSION = 1
@@ -205,6 +208,8 @@ class Mask(Mapping[str, Tensor]):
             (name, keep.numel(), kept, kept / keep.numel())
             for (name, keep), kept in zip(self._tensors.items(), self._kept_counts(), strict=True)
         ]
+        import pandas as pd
+
         return pd.DataFrame(rows, columns=["layer", "total", "kept", "density"])
 
     # -- conversions ----------------------------------------------------------------------------
@@ -350,6 +355,31 @@ class Mask(Mapping[str, Tensor]):
                 for name, shape, b in zip(names, shapes, bits, strict=True)
             }
         )
+
+
+def as_mask(mask: Mapping[str, Tensor], model: nn.Module, what: str = "mask") -> Mask:
+    """``mask`` as a ``Mask`` on ``model``'s devices, checked against ``model`` (``Mask.validate``).
+
+    The one check of a mask against a model, made where a mask enters the API (training,
+    interpolation): any mapping name → 0/1 tensor is accepted, entries are moved to their
+    parameter's device, and a mismatch raises ``MaskError`` (a ``ValueError``) naming ``what``.
+    """
+    if not isinstance(mask, Mask):
+        try:
+            mask = Mask(mask)
+        except (TypeError, MaskError) as error:
+            raise type(error)(f"{what}: {error}") from None
+    params = dict(model.named_parameters())
+    moved = {
+        name: keep.to(params[name].device) if name in params else keep
+        for name, keep in mask.items()
+    }
+    mask = Mask._wrap(moved)
+    try:
+        mask.validate(model)
+    except MaskError as error:
+        raise MaskError(f"{what}: {error}") from None
+    return mask
 
 
 def _pack(keep: Tensor) -> Tensor:

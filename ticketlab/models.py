@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
+from itertools import pairwise
 
 import torch
 from torch import nn
@@ -28,9 +29,11 @@ from .config import generator
 
 __all__ = [
     "INITS",
+    "LENET_300_100_WIDTHS",
     "conv4",
     "init_",
     "lenet_300_100",
+    "mlp",
     "output_name",
     "perturbed_init",
     "prunable_names",
@@ -39,6 +42,8 @@ __all__ = [
 ]
 
 INITS = ("glorot_normal", "kaiming_normal")
+LENET_300_100_WIDTHS = (784, 300, 100, 10)
+"""Layer widths of LeNet-300-100, inputs first."""
 _PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _BATCHNORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
@@ -123,20 +128,31 @@ def xor_mlp(
     return init_(nn.Sequential(layers), init, seed)
 
 
+def mlp(widths: Sequence[int], init: str = "glorot_normal", seed: int = 0) -> nn.Sequential:
+    """A ReLU MLP with layer widths ``widths`` (inputs first): ``flatten, fc1, relu1, …, out``.
+
+    Input (N, widths[0]), or any (N, ...) that flattens to it; logits (N, widths[-1]). No ReLU
+    after ``out``. ``lenet_300_100`` is ``mlp(LENET_300_100_WIDTHS)``; other widths let the
+    hardware lab time wider or deeper layers.
+    """
+    if len(widths) < 2 or any(int(w) < 1 for w in widths):
+        raise ValueError(f"widths must list at least 2 positive layer sizes, got {widths!r}")
+    layers: OrderedDict[str, nn.Module] = OrderedDict(flatten=nn.Flatten())
+    pairs = list(pairwise(int(w) for w in widths))
+    for i, (fan_in, fan_out) in enumerate(pairs, start=1):
+        last = i == len(pairs)
+        layers["out" if last else f"fc{i}"] = nn.Linear(fan_in, fan_out)
+        if not last:
+            layers[f"relu{i}"] = nn.ReLU()
+    return init_(nn.Sequential(layers), init, seed)
+
+
 def lenet_300_100(init: str = "glorot_normal", seed: int = 0) -> nn.Sequential:
     """LeNet-300-100 (784-300-100-10, ReLU): 266,610 parameters; input (N, 1, 28, 28) or (N, 784).
 
     The fully connected network of Frankle & Carbin (2019), Figure 2.
     """
-    layers = OrderedDict(
-        flatten=nn.Flatten(),
-        fc1=nn.Linear(784, 300),
-        relu1=nn.ReLU(),
-        fc2=nn.Linear(300, 100),
-        relu2=nn.ReLU(),
-        out=nn.Linear(100, 10),
-    )
-    return init_(nn.Sequential(layers), init, seed)
+    return mlp(LENET_300_100_WIDTHS, init, seed)
 
 
 def conv4(init: str = "glorot_normal", seed: int = 0, width: int = 32) -> nn.Sequential:

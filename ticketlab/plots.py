@@ -26,8 +26,10 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 from torch import Tensor, nn
 
-from ticketlab.verdict import SEED, Verdict, t_quantile
+from ticketlab.stats import OUTCOME_COLORS, t_half_width
+from ticketlab.verdict import SEED, Verdict
 
+# OUTCOME_COLORS is re-exported: notebook 07 colors its outcome bars with it.
 __all__ = [
     "KIND_COLORS",
     "OUTCOME_COLORS",
@@ -51,9 +53,6 @@ KIND_COLORS = {
     "dense": _PALETTE[7],
 }
 """The fixed color of each kind of network, shared by every figure."""
-
-OUTCOME_COLORS = {"supported": _PALETTE[2], "refuted": _PALETTE[3], "inconclusive": _PALETTE[7]}
-"""Green, vermillion and grey: the colors of verdict outcomes."""
 
 _LABELS = {
     "test_acc": "Test accuracy",
@@ -119,9 +118,9 @@ def _mean_band(frame: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
     """
     if SEED in frame.columns:
         frame = frame.groupby([x, SEED], sort=True)[y].mean().reset_index()
+    # pandas' mean and std skip NaN: a seed whose value is NaN drops out of its point's band
     stats = frame.groupby(x, sort=True)[y].agg(["mean", "std", "count"]).reset_index()
-    t = stats["count"].map(lambda n: t_quantile(0.975, int(n) - 1) if n > 1 else math.nan)
-    half = t * stats["std"] / np.sqrt(stats["count"])
+    half = t_half_width(stats["std"], stats["count"])
     return stats.assign(low=stats["mean"] - half, high=stats["mean"] + half)
 
 

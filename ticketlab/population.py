@@ -1,43 +1,50 @@
-"""Population training: many independent MLPs trained as one batched computation.
+"""Population training: many independent networks of one architecture trained as one computation.
 
 Lottery-ticket science needs many runs of the same small network: hundreds of XOR seeds, IMP over
-several seeds and controls. Trained one after another, a tiny network spends its time in Python
-and kernel-launch overhead. Here N networks of the same architecture are stacked, layer by layer,
-into tensors with a leading member dimension (weights (N, out, in)), and each step runs one batched
-matmul (``torch.baddbmm``) per layer for all members at once.
+several seeds and controls. Trained one after another, a small network spends its time in Python
+and kernel-launch overhead. Here N networks are stacked into tensors with a leading member
+dimension and each step runs all members at once, in one of two ways behind one interface:
 
-Every member stays independent: it has its own initialization, mask, data order (its own
+* **MLPs** (``nn.Sequential`` of ``Flatten``, ``Linear``, ``ReLU``, ``Tanh``: ``xor_mlp``,
+  ``lenet_300_100``): one batched matmul (``torch.baddbmm``) per layer, hand-written because it
+  is as fast as ``torch.func`` or faster for them (``benchmarks/population.py``).
+* **Any other module** (conv nets, ResNets with BatchNorm): PyTorch's model-ensembling recipe,
+  ``torch.func.stack_module_state`` + ``functional_call`` + ``vmap``. BatchNorm's running
+  statistics are stacked buffers too, so each member keeps its own, updated in training mode and
+  used in evaluation exactly as ``train`` does.
+
+Every member stays independent: it has its own initialization, masks, data order (its own
 ``data_seed``) and optimizer state. The loss is the sum of the members' mean losses, so each
 member's gradient is exactly its own; Adam and SGD act element-wise, so one optimizer over the
 stacked tensors equals N optimizers. Results match ``train`` run on each member separately up to
-floating-point summation order (tested).
-
-Supported architectures: ``nn.Sequential`` of ``Flatten``, ``Linear``, ``ReLU`` and ``Tanh``
-(``xor_mlp``, ``lenet_300_100``); ``supports(model)`` tells. Other models train with ``train``.
+floating-point summation order (tested). ``train_many`` chooses a population or one-by-one
+training for a list of models, by what the benchmark measured to be faster.
 """
 
 from __future__ import annotations
 
-import math
-import time
-import warnings
-from collections.abc import Mapping, Sequence
+import copy
+from collections.abc import Iterator, Mapping, Sequence
 
-import pandas as pd
 import torch
 from torch import nn
 
+from .masks import as_mask
 from .optim import make_optimizer
-from .train import (
+from .training import (
+    MaskRules,
+    Recorder,
     TrainConfig,
     TrainResult,
     _as_config,
     batch_indices,
+    check_steps,
     loss_and_correct,
     mean_loss,
+    train,
 )
 
-__all__ = ["supports", "train_population"]
+__all__ = ["prefers_population", "supports", "train_many", "train_population"]
 
 _ACTIVATIONS = {nn.ReLU: torch.relu, nn.Tanh: torch.tanh}
 
@@ -51,8 +58,9 @@ def _layers(model: nn.Module) -> list[tuple[str, nn.Module]] | None:
 
 
 def supports(model: nn.Module) -> bool:
-    """True if ``model`` can be trained in a population (a Sequential MLP, see module docstring)."""
-    return _layers(model) is not None
+    """True if ``model`` can be trained in a population: any module without dropout (whose noise a
+    population would draw differently from ``train``, breaking their equivalence)."""
+    return not any(isinstance(m, nn.modules.dropout._DropoutNd) for m in model.modules())
 
 
 def _signature(model: nn.Module) -> list[tuple[str, tuple[int, ...]]]:
@@ -69,12 +77,6 @@ class _StackedMLP:
 
     def __init__(self, models: Sequence[nn.Module], device: torch.device) -> None:
         self.layers = _layers(models[0])
-        if self.layers is None:
-            raise TypeError(
-                "population training supports nn.Sequential MLPs (Flatten/Linear/ReLU/Tanh); "
-                f"got {type(models[0]).__name__}. Train such models one by one with "
-                "ticketlab.train."
-            )
         sig = _signature(models[0])
         for i, m in enumerate(models[1:], start=1):
             if _signature(m) != sig or [type(c) for c in m.children()] != [
@@ -87,7 +89,7 @@ class _StackedMLP:
         }
         members = [dict(m.named_parameters()) for m in models]
         self.params = {
-            name: self.stack([p[name].detach() for p in members], name, device).requires_grad_(True)
+            name: self.stack([p[name].detach() for p in members], name, device)
             for name in self.names
         }
 
@@ -102,10 +104,14 @@ class _StackedMLP:
             name: p[i].T if name in self.transposed else p[i] for name, p in self.params.items()
         }
 
-    def forward(self, x: torch.Tensor, shared: bool = False) -> torch.Tensor:
+    def state(self, i: int) -> dict[str, torch.Tensor]:
+        """A clone of member i's ``state_dict`` (an MLP has parameters only)."""
+        return {k: v.detach().clone() for k, v in self.member(i).items()}
+
+    def forward(self, x: torch.Tensor, shared: bool = False, training: bool = True) -> torch.Tensor:
         """x: (N, B, ...) per-member batches, or with ``shared`` (B, ...) fed to every member.
 
-        Returns logits (N, B, out).
+        Returns logits (N, B, out). ``training`` changes nothing in an MLP.
         """
         for name, module in self.layers:
             if isinstance(module, nn.Flatten):
@@ -125,12 +131,90 @@ class _StackedMLP:
         return x
 
 
+class _FunctionalStack:
+    """Any module's members stacked with ``torch.func`` (PyTorch's model-ensembling recipe).
+
+    ``params`` and ``buffers`` map each name of the module's ``state_dict`` to a tensor with a
+    leading member dimension (``stack_module_state``). The forward pass is
+    ``vmap(functional_call)`` over a "meta" copy of member 0 that holds no data, so BatchNorm's
+    in-place running-statistics updates land in each member's own buffers.
+    """
+
+    def __init__(self, models: Sequence[nn.Module], device: torch.device) -> None:
+        first = models[0]
+        layout = _layout(first)
+        for i, m in enumerate(models[1:], start=1):
+            if _layout(m) != layout:
+                raise ValueError(f"member {i} has a different architecture from member 0")
+        from torch.func import stack_module_state
+
+        members = [copy.deepcopy(m).to(device) for m in models]
+        params, self.buffers = stack_module_state(members)
+        self.params = {n: p.detach() for n, p in params.items()}
+        self.names = list(self.params)
+        self.base = copy.deepcopy(first).to("meta")
+
+    def stack(self, tensors: Sequence[torch.Tensor], name: str, device) -> torch.Tensor:
+        return torch.stack([t.to(device) for t in tensors])
+
+    def member(self, i: int) -> dict[str, torch.Tensor]:
+        return {name: p[i] for name, p in self.params.items()}
+
+    def state(self, i: int) -> dict[str, torch.Tensor]:
+        tensors = {**self.params, **self.buffers}
+        return {k: tensors[k][i].detach().clone() for k in self.base.state_dict()}
+
+    def forward(self, x: torch.Tensor, shared: bool = False, training: bool = True) -> torch.Tensor:
+        """x: (N, B, ...) per-member batches, or with ``shared`` (B, ...) fed to every member.
+
+        Returns logits (N, B, classes). ``training`` selects the modules' mode (BatchNorm: batch
+        statistics and running-statistics updates, or the running statistics).
+        """
+        from torch.func import functional_call, vmap
+
+        def one(params, buffers, inputs):
+            return functional_call(self.base, (params, buffers), (inputs,))
+
+        self.base.train(training)
+        return vmap(one, in_dims=(0, 0, None if shared else 0))(self.params, self.buffers, x)
+
+
+def _layout(model: nn.Module) -> list:
+    """What must agree between members: module types, and each tensor's name, shape and dtype."""
+    tensors = [(n, tuple(t.shape), t.dtype) for n, t in model.state_dict().items()]
+    return [type(m) for m in model.modules()] + tensors
+
+
+def _stack(models: Sequence[nn.Module], device: torch.device):
+    """The population's stacked form: the MLP fast path when it applies, else ``torch.func``."""
+    bad = [type(m).__name__ for m in models if not supports(m)]
+    if bad:
+        raise TypeError(
+            f"population training cannot train {bad[0]}: it has dropout, whose noise a "
+            "population would draw differently from ticketlab.train; train it with ticketlab.train"
+        )
+    if _layers(models[0]) is not None:
+        return _StackedMLP(models, device)
+    return _FunctionalStack(models, device)
+
+
+def prefers_population(models: Sequence[nn.Module], device: torch.device) -> bool:
+    """Whether a population trains ``models`` faster than ``train`` one by one, as measured
+    (``benchmarks/population.py``, RESULTS.md): MLPs everywhere; other models (through
+    ``torch.func``) only on a GPU, since on a CPU their batched convolutions lose to one network
+    at a time through ``train`` (conv4 and ResNet-8 at N = 4 and 8)."""
+    if not models or not all(supports(m) for m in models):
+        return False
+    return _layers(models[0]) is not None or torch.device(device).type == "cuda"
+
+
 def train_population(
     models: Sequence[nn.Module],
     data,
     config: TrainConfig | None = None,
     *,
     masks: Sequence[Mapping[str, torch.Tensor] | None] | None = None,
+    grad_masks: Sequence[Mapping[str, torch.Tensor] | None] | None = None,
     data_seeds: Sequence[int] | None = None,
     start_step: int = 0,
     checkpoint_steps: Sequence[int] = (),
@@ -139,10 +223,11 @@ def train_population(
 ) -> list[TrainResult]:
     """Train N same-architecture MLPs at once; each is updated in place. Returns N ``TrainResult``s.
 
-    Args mirror ``train``: ``masks[i]`` and ``data_seeds[i]`` belong to member i (default: no mask,
-    data seed i). Checkpoints are per member. All members share ``config``.
-    The members' batches are gathered from ``data.train`` with each member's own permutation, so
-    inputs are (N, batch, features); evaluation feeds the shared val/test sets to all members.
+    Args mirror ``train`` and follow its contract (``ticketlab.training.Recorder``): ``masks[i]``,
+    ``grad_masks[i]`` and ``data_seeds[i]`` belong to member i (default: none, none, data seed i).
+    Checkpoints are per member. All members share ``config``. The members' batches are gathered
+    from ``data.train`` with each member's own permutation, so inputs are (N, batch, features);
+    evaluation feeds the shared val/test sets to all members.
     """
     from tqdm.auto import tqdm
 
@@ -151,137 +236,142 @@ def train_population(
     cfg = _as_config(config, overrides)
     n = len(models)
     masks = list(masks) if masks is not None else [None] * n
+    grad_masks = list(grad_masks) if grad_masks is not None else [None] * n
     data_seeds = list(data_seeds) if data_seeds is not None else list(range(n))
-    if len(masks) != n or len(data_seeds) != n:
-        raise ValueError(f"got {n} models but {len(masks)} masks and {len(data_seeds)} data seeds")
-    if not 0 <= start_step <= cfg.steps:
-        raise ValueError(f"start_step={start_step} must lie in [0, steps={cfg.steps}]")
+    if len(masks) != n or len(data_seeds) != n or len(grad_masks) != n:
+        raise ValueError(
+            f"got {n} models but {len(masks)} masks, {len(grad_masks)} grad_masks and "
+            f"{len(data_seeds)} data seeds"
+        )
+    check_steps(cfg, start_step, checkpoint_steps)
 
     X, y = data.train
     dev = X.device
-    net = _StackedMLP(models, dev)
-    named = {k for m in masks if m is not None for k in m}
-    bad = sorted(named - set(net.names))
-    if bad:
-        raise ValueError(f"masks name {bad}, which are not parameters; parameters are {net.names}")
-    mask_names = [name for name in net.names if name in named]
-    stacked_masks = []
-    for name in mask_names:
-        ones = torch.ones(net.member(0)[name].shape, device=dev)
-        per_member = [
-            m[name].to(dev, ones.dtype) if m is not None and name in m else ones for m in masks
-        ]
-        stacked_masks.append(net.stack(per_member, name, dev))
-    masked = [net.params[k] for k in mask_names]
-    with torch.no_grad():
-        if masked:
-            torch._foreach_mul_(masked, stacked_masks)
-    optimizer = make_optimizer(list(net.params.values()), cfg)
-
-    # One (N, batch) index tensor per step: row i is member i's own batch.
-    batches = batch_indices(len(y), cfg.batch_size, data_seeds, start_step, cfg.steps, dev)
-    wanted = set(checkpoint_steps)
-    checkpoints: list[dict[int, dict[str, torch.Tensor]]] = [{} for _ in range(n)]
-    records: list[tuple[int, torch.Tensor]] = []
-    running = torch.zeros(n, device=dev)
-    since_eval = 0
+    for model in models:
+        model.to(dev)
+    net = _stack(models, dev)
+    grad_masks = _freeze_as_train_does(net, models, grad_masks)
+    rules = MaskRules(
+        _stack_masks(net, models, masks, "masks"),
+        _stack_masks(net, models, grad_masks, "grad_masks"),
+        cfg.weight_decay,
+    )
+    trainable = [p for p in net.params.values() if p.requires_grad]
+    if not trainable:
+        raise ValueError("the model has no trainable parameters (all have requires_grad=False)")
+    optimizer = make_optimizer(trainable, cfg)
     chunk = 1000
-    started = time.perf_counter()
-
-    def snapshot(step: int) -> None:
-        for i in range(n):
-            checkpoints[i][step] = {k: v.detach().clone() for k, v in net.member(i).items()}
 
     @torch.no_grad()
     def evaluate(split) -> torch.Tensor:
         Xs, ys = split
         sums = torch.zeros(2, n, device=dev)
         for i in range(0, len(ys), chunk):
-            loss, correct = loss_and_correct(
-                net.forward(Xs[i : i + chunk], shared=True), ys[i : i + chunk]
-            )
+            logits = net.forward(Xs[i : i + chunk], shared=True, training=False)
+            loss, correct = loss_and_correct(logits, ys[i : i + chunk])
             sums += torch.stack([loss.sum(-1), correct.sum(-1).to(loss.dtype)])
         return sums / len(ys)
 
-    def record(step: int) -> torch.Tensor:
-        nonlocal running, since_eval
+    def evaluate_now() -> torch.Tensor:
         val, test = evaluate(data.val), evaluate(data.test)
-        train_loss = running / since_eval if since_eval else torch.full((n,), math.nan, device=dev)
-        records.append((step, torch.stack([train_loss, val[0], val[1], test[1]])))
-        running, since_eval = torch.zeros(n, device=dev), 0
-        return records[-1][1]
+        return torch.stack([val[0], val[1], test[1]])
+
+    def snapshot() -> list[dict[str, torch.Tensor]]:
+        return [net.state(i) for i in range(n)]
 
     bar = tqdm(total=cfg.steps - start_step, disable=not progress, desc=f"train ×{n}", leave=False)
-    if start_step in wanted:
-        snapshot(start_step)
-    record(start_step)
-    alive = torch.ones(n, dtype=torch.bool, device=dev)
-    diverged_at: list[int | None] = [None] * n
+    recorder = Recorder(n, cfg, start_step, checkpoint_steps, evaluate_now, snapshot, dev, bar)
+    # One (N, batch) index tensor per step: row i is member i's own batch.
+    batches = batch_indices(len(y), cfg.batch_size, data_seeds, start_step, cfg.steps, dev)
     for step, idx in enumerate(batches, start=start_step):
         losses = mean_loss(net.forward(X[idx]), y[idx])
         optimizer.zero_grad()  # None grads let backward write them without an extra pass
-        # A diverged member is frozen at its last weights instead of poisoning the others.
-        torch.where(alive, losses, torch.zeros_like(losses)).sum().backward()
+        # A diverged member's loss is left out, so its NaNs cannot reach the optimizer; it keeps
+        # moving under its optimizer state, but the Recorder returns it as it was at divergence.
+        torch.where(recorder.alive, losses, torch.zeros_like(losses)).sum().backward()
         with torch.no_grad():
-            if masked:
-                torch._foreach_mul_([p.grad for p in masked], stacked_masks)
-            # Fresh optimizer, zeroed weights, masked gradients: pruned weights cannot move (as in
-            # ``train``), so no re-zeroing pass is needed.
+            rules.mask_grads()
             optimizer.step(cfg.lr_at(step))
-            running += losses.detach()
-        since_eval += 1
-        done = step + 1
-        if done in wanted:
-            snapshot(done)
-        if done % cfg.eval_every == 0 or done == cfg.steps:
-            bar.update(done - start_step - bar.n)
-            row = record(done)
-            finite = torch.isfinite(row[:2]).all(0)
-            newly = (alive & ~finite).tolist()
-            for i, is_new in enumerate(newly):
-                if is_new:
-                    diverged_at[i] = done
-            alive &= finite
-            if not bool(alive.any()):
-                break
+            rules.restore()
+        if not recorder.step_done(step + 1, losses.detach()):
+            break
     bar.close()
-    wall = time.perf_counter() - started
-
-    steps = [s for s, _ in records]
-    # (evals, 4, N): one transfer at the end; float64 like the history ``train`` builds.
-    table = torch.stack([r for _, r in records]).cpu().double()
-    results = []
     for i, model in enumerate(models):
-        trained = net.member(i)
-        with torch.no_grad():
-            for name, p in model.named_parameters():
-                p.copy_(trained[name])
-        history = pd.DataFrame(
-            {
-                "step": steps,
-                "train_loss": table[:, 0, i].numpy(),
-                "val_loss": table[:, 1, i].numpy(),
-                "val_acc": table[:, 2, i].numpy(),
-                "test_acc": table[:, 3, i].numpy(),
-            }
-        )
-        message = ""
-        if diverged_at[i] is not None:
-            message = (
-                f"member {i} diverged by step {diverged_at[i]}: the loss became NaN or infinite. "
-                f"Lower the learning rate (lr={cfg.lr:g})."
-            )
-            history = history[history["step"] <= diverged_at[i]].reset_index(drop=True)
-            warnings.warn(message, RuntimeWarning, stacklevel=2)
-        results.append(
-            TrainResult(
-                history=history,
-                config=cfg,
-                checkpoints=checkpoints[i],
-                diverged=diverged_at[i] is not None,
-                message=message,
-                wall_time=wall,
-                model=model,
-            )
-        )
-    return results
+        model.load_state_dict(net.state(i))
+    return recorder.results(models, "member")
+
+
+def _freeze_as_train_does(net, models, grad_masks) -> list:
+    """Give the stacked parameters ``requires_grad`` where any member's parameter has it, and the
+    members whose parameter does not a trainability mask of zeros for it: ``train`` never moves a
+    parameter with ``requires_grad=False``, so neither does a population."""
+    out = [dict(m) if m is not None else None for m in grad_masks]
+    for name in net.names:
+        flags = [dict(m.named_parameters())[name].requires_grad for m in models]
+        net.params[name].requires_grad_(any(flags))
+        if any(flags) and not all(flags):
+            for i, (model, trains) in enumerate(zip(models, flags, strict=True)):
+                if not trains:
+                    param = dict(model.named_parameters())[name]
+                    out[i] = {**(out[i] or {}), name: torch.zeros_like(param, dtype=torch.bool)}
+    return out
+
+
+def _stack_masks(net, models, masks, what: str) -> list:
+    """(stacked parameter, stacked float 0/1 mask) for every name some member's mask names.
+
+    Each member's mask is checked against that member (``as_mask``); members without one, or
+    without an entry for a name, keep every element of that parameter.
+    """
+    checked = [
+        None if m is None else as_mask(m, model, f"{what}[{i}]")
+        for i, (model, m) in enumerate(zip(models, masks, strict=True))
+    ]
+    named = {name for m in checked if m is not None for name in m}
+    pairs = []
+    for name in (name for name in net.names if name in named):
+        param = net.params[name]
+        ones = torch.ones(net.member(0)[name].shape, device=param.device)
+        per_member = [
+            m[name].to(param.device, ones.dtype) if m is not None and name in m else ones
+            for m in checked
+        ]
+        pairs.append((param, net.stack(per_member, name, param.device)))
+    return pairs
+
+
+def train_many(
+    models: Sequence[nn.Module],
+    data,
+    config: TrainConfig,
+    *,
+    masks: Sequence[Mapping[str, torch.Tensor] | None],
+    data_seeds: Sequence[int],
+    grad_masks: Sequence[Mapping[str, torch.Tensor] | None] | None = None,
+    start_step: int = 0,
+    checkpoint_steps: Sequence[int] = (),
+    progress: bool = True,
+    population: bool | None = None,
+) -> Iterator[TrainResult]:
+    """Train ``models`` in place, yielding their ``TrainResult``\\s in order.
+
+    As one population (``train_population``) or one by one (``train``, lazily, so a caller can
+    store each result as soon as it exists). ``population``: None picks the faster way as measured
+    (``prefers_population``); True trains a population whenever every model ``supports`` it;
+    False never. Both ways follow one contract (``ticketlab.training.Recorder``) and agree up to
+    floating-point summation order.
+    """
+    grad_masks = [None] * len(models) if grad_masks is None else list(grad_masks)
+    if population is None:
+        X, _ = data.train
+        population = prefers_population(models, X.device)
+    if population and models and all(supports(m) for m in models):
+        yield from train_population(
+            models, data, config, masks=masks, grad_masks=grad_masks, data_seeds=data_seeds,
+            start_step=start_step, checkpoint_steps=checkpoint_steps, progress=progress,
+        )  # fmt: skip
+        return
+    for model, mask, grad_mask, seed in zip(models, masks, grad_masks, data_seeds, strict=True):
+        yield train(model, data, config, mask=mask, grad_mask=grad_mask, data_seed=seed,
+                    start_step=start_step, checkpoint_steps=checkpoint_steps,
+                    progress=progress)  # fmt: skip

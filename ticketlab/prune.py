@@ -30,9 +30,19 @@ from torch import Tensor, nn
 from .config import generator
 from .masks import Mask
 from .models import prunable_names
-from .train import loss_and_correct
+from .training import loss_and_correct
 
-__all__ = ["alive_units", "magnitude", "one_shot", "random", "shuffle", "snip", "units"]
+__all__ = [
+    "alive_units",
+    "layer_density",
+    "magnitude",
+    "one_shot",
+    "random",
+    "shuffle",
+    "snip",
+    "top",
+    "units",
+]
 
 _SCOPES = ("layerwise", "global")
 
@@ -109,29 +119,62 @@ def one_shot(
     scope: str = "layerwise",
     layer_rates: Mapping[str, float] | None = None,
     mask: Mask | None = None,
+    rate: float = 0.2,
 ) -> Mask:
     """Prune by magnitude straight to ``density`` (the fraction of weights kept) in one step.
 
     Each layer (``"global"``: all layers not in ``layer_rates`` together) keeps
     ``floor(density × n + 0.5)`` of its n weights, counted against its full size, not against
     what ``mask`` (default: nothing pruned yet) already removed; a layer already sparser than
-    that is left as it is. Layers in ``layer_rates`` instead lose that fraction of their
-    remaining weights, as in ``magnitude``.
+    that is left as it is. A layer in ``layer_rates`` keeps, the same way, the density iterative
+    pruning would leave it when the other layers, pruned at ``rate`` per round, reach
+    ``density`` (``layer_density``; a rate of 0 keeps it dense).
     """
     mask = Mask.ones(model) if mask is None else mask
     mask.validate(model)
     _check_rate(density, "density")
+    _check_rate(rate, "rate")
     params = dict(model.named_parameters())
     scores = {name: params[name].detach().abs() for name in mask}
     targets = []
-    for names, rate in _groups(mask, None, scope, layer_rates):
-        if rate is None:
-            total = sum(mask[name].numel() for name in names)
-            targets.append((names, math.floor(density * total + 0.5)))
-        else:
-            kept = _kept(mask, names)
-            targets.append((names, kept - _n_remove(rate, kept)))
+    for names, own in _groups(mask, None, scope, layer_rates):
+        kept = density if own is None else layer_density(density, own, rate)
+        total = sum(mask[name].numel() for name in names)
+        targets.append((names, math.floor(kept * total + 0.5)))
     return _keep_top(scores, mask, targets)
+
+
+def layer_density(density: float, own_rate: float, rate: float) -> float:
+    """What iterative pruning leaves a layer pruned at ``own_rate`` per round, when the layers
+    pruned at ``rate`` have reached ``density``.
+
+    k = log(density) / log(1 − rate) rounds leave it (1 − own_rate)^k, that is
+    density^(log(1 − own_rate) / log(1 − rate)); an ``own_rate`` of 0 keeps it dense (1.0). For
+    ``lenet_mnist_paper`` (20 %, output layer 10 %: Frankle & Carbin 2019) the output layer keeps
+    density^0.472, e.g. 15.8 % when the hidden layers keep 2 %.
+    """
+    if not 0 < density <= 1:
+        raise ValueError(f"density must lie in (0, 1], got {density!r}")
+    if not 0 < rate < 1:
+        raise ValueError(f"rate must lie in (0, 1) to reach a density, got {rate!r}")
+    return density ** (math.log1p(-own_rate) / math.log1p(-rate))
+
+
+def top(scores: Mapping[str, Tensor], densities: Mapping[str, float]) -> Mask:
+    """Per layer, keep the ``floor(d × n + 0.5)`` highest-scoring of its n entries (d: its density).
+
+    ``scores`` maps parameter names to float tensors of their shapes (any device); ``densities``
+    names the same layers. Ranked as every function here ranks (module docstring: ties and NaN).
+    Returns a ``Mask`` on the scores' devices.
+    """
+    differ = sorted(set(scores) ^ set(densities))
+    if differ:
+        raise ValueError(f"scores and densities must name the same layers; they differ in {differ}")
+    for name, d in densities.items():
+        _check_rate(d, f"densities[{name!r}]")
+    everything = {name: torch.ones_like(score, dtype=torch.bool) for name, score in scores.items()}
+    groups = [([name], math.floor(densities[name] * s.numel() + 0.5)) for name, s in scores.items()]
+    return _keep_top(scores, everything, groups)
 
 
 def alive_units(mask: Mask, layers: tuple[str, str] = ("fc1.weight", "out.weight")) -> Tensor:

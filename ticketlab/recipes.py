@@ -23,7 +23,7 @@ from torch import nn
 
 from . import models as _models
 from .config import quick
-from .train import TrainConfig
+from .training import TrainConfig
 
 __all__ = ["DataSpec", "ModelSpec", "PruneSpec", "Recipe", "get", "names"]
 

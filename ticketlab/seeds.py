@@ -28,7 +28,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from .verdict import SEED, Claim, evaluate, t_quantile
+from .stats import OUTCOMES, outcomes, t_intervals
+from .verdict import SEED, Claim, evaluate
 
 __all__ = [
     "CLAIMS",
@@ -40,9 +41,6 @@ __all__ = [
     "subsample_verdicts",
     "weak_effect_simulation",
 ]
-
-OUTCOMES = ("supported", "inconclusive", "refuted")
-"""Verdict outcomes in the order tables and figures list them."""
 
 CONCLUSIONS = ("as claimed", "tie", "opposite")
 """What one seed says about a claim: on the claimed side of the margin, exactly on it, or not."""
@@ -109,23 +107,6 @@ SPECIMEN = Claim(
     scale=100,
 )
 """The comparison notebook 07 dissects: eight LeNet seeds, one round of pruning to 40 %."""
-
-
-def _outcomes(direction: str, margin: float, low: np.ndarray, high: np.ndarray) -> np.ndarray:
-    """``ticketlab.verdict.evaluate``'s decision rule, for arrays of interval bounds."""
-    if direction == "greater":
-        supported, refuted = low > margin, high < margin
-    else:
-        supported, refuted = high < margin, low > margin
-    return np.where(supported, "supported", np.where(refuted, "refuted", "inconclusive"))
-
-
-def _intervals(values: np.ndarray, confidence: float = 0.95) -> tuple[np.ndarray, ...]:
-    """Mean and Student-t interval along the last axis (seeds), exactly as ``t_interval``."""
-    n = values.shape[-1]
-    mean = values.mean(axis=-1)
-    half = t_quantile((1 + confidence) / 2, n - 1) * values.std(axis=-1, ddof=1) / math.sqrt(n)
-    return mean, mean - half, mean + half
 
 
 def per_seed_values(claim: Claim, table: pd.DataFrame) -> pd.Series:
@@ -211,14 +192,14 @@ def subsample_verdicts(
         else:
             rng = np.random.default_rng([seed, size])
             picks = np.sort(np.argsort(rng.random((draws, available)), axis=1)[:, :size], axis=1)
-        mean, low, high = _intervals(x[picks])
+        mean, low, high = t_intervals(x[picks])
         frames.append(
             pd.DataFrame(
                 {
                     "size": size,
                     "draw": np.arange(len(picks)),
                     "seeds": [tuple(ids[row].tolist()) for row in picks],
-                    "outcome": _outcomes(claim.direction, claim.margin, low, high),
+                    "outcome": outcomes(claim.direction, claim.margin, low, high),
                     "effect": mean,
                     "ci_low": low,
                     "ci_high": high,
@@ -313,8 +294,8 @@ def cherry_picking_simulation(
     for sim_seed in seeds:
         rng = np.random.default_rng([int(sim_seed)])
         draws = rng.standard_normal((experiments, max(comparisons), n_seeds))
-        _, low, high = _intervals(draws)
-        supported = _outcomes("greater", 0.0, low, high) == "supported"
+        _, low, high = t_intervals(draws)
+        supported = outcomes("greater", 0.0, low, high) == "supported"
         for k in comparisons:
             rates = {
                 "pre-registered": supported[:, 0].mean(),
@@ -361,6 +342,6 @@ def weak_effect_simulation(
     frames = []
     for n in sizes:
         draws = effect + rng.standard_normal((experiments, n))
-        _, low, high = _intervals(draws)
-        frames.append(pd.DataFrame({"size": n, "outcome": _outcomes("greater", 0.0, low, high)}))
+        _, low, high = t_intervals(draws)
+        frames.append(pd.DataFrame({"size": n, "outcome": outcomes("greater", 0.0, low, high)}))
     return outcome_frequencies(pd.concat(frames, ignore_index=True))

@@ -1,10 +1,10 @@
-"""Does sparsity make a network faster? Timing machinery for honest answers.
+"""Sparse storage formats and their kernels: the same pruned layer stored each way, checked equal.
 
 Pruning in every lottery-ticket codebase (and in ``torch.nn.utils.prune``) multiplies weights by a
 mask: the zeros are still stored and still multiplied, so a 90 %-sparse network does exactly the
 work of the dense one. Real speed needs a *sparse format*, which stores only the kept weights plus
-their positions, and a kernel that uses it. This module builds the same pruned layer in each
-format and times them side by side:
+their positions, and a kernel that uses it. This module builds the same pruned layer (or whole
+MLP) in each format, as callables that compute it:
 
 * ``dense``: the full, unpruned weight (the baseline every speedup is measured against);
 * ``masked-dense``: the pruned weight ``weight * mask``, zeros included, in ordinary dense storage;
@@ -17,67 +17,34 @@ format and times them side by side:
   consecutive inputs, in float16, run by the sparse tensor cores of Ampere and newer GPUs;
   ``dense-fp16`` (the unpruned weight in float16) is its fair baseline.
 
-How timings are made robust (``time_variants``). A loaded machine runs slower at some moments than
-at others. Timing variant A for a while and then variant B lets that drift masquerade as a speed
-difference. Instead, every *repeat* runs all variants back to back, so within a repeat they see
-nearly the same machine, and the ratio ``seconds(dense) / seconds(variant)`` is stable even when
-the absolute seconds are not. The order changes from repeat to repeat (A B C, C B A, B C A, A C B,
-...: rotated every second repeat, reversed every other one), so each variant runs equally often
-early and late and after each neighbour (caches remember who ran last). We report per variant the
-median seconds, their interquartile range, and the *median over repeats of the per-repeat ratio*
-to dense (``summarize``). Each measurement calls the function ``number`` times in a loop
-(calibrated so one measurement lasts at least ``min_time``) and divides, because one call of a
-small layer takes microseconds, near the clock's resolution.
-
-Which clock. On a CPU with one PyTorch thread (the benchmark's default), the clock is the thread's
-own CPU time (``time.thread_time``): it stops while the operating system runs other programs, so
-the numbers stay meaningful on a shared, busy machine, where wall-clock ratios can be off by
-several times. Otherwise (several threads, or a GPU) it is the wall clock (``time.perf_counter``).
-
-On a GPU, kernels run asynchronously: ``time_call`` synchronizes the device before starting and
-after stopping the clock, so the time covers the work, not just its launch.
+It also says what each format costs: bytes of storage (``storage_bytes``) and multiply-adds
+(``layer_costs``). Timing them is ``ticketlab.timing``'s job; the experiment that times LeNet in
+every format is ``experiments.hardware``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import itertools
-import math
-import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import prune
 from .config import device as pick_device
-from .config import generator
 from .masks import Mask
-from .models import init_
 
 __all__ = [
-    "LENET_WIDTHS",
     "UNPRUNED",
     "VARIANTS",
     "check_equal",
-    "default_timer",
-    "inference_benchmark",
     "is_semi_structured",
-    "mlp",
+    "layer_costs",
     "network_variants",
-    "num_threads",
-    "run_order",
     "semi_structured_mask",
     "semi_structured_support",
     "sparse_linear_variants",
     "storage_bytes",
-    "summarize",
-    "time_call",
-    "time_variants",
 ]
 
 VARIANTS = ("dense", "masked-dense", "csr", "coo", "dense-fp16", "2:4")
@@ -86,159 +53,10 @@ VARIANTS = ("dense", "masked-dense", "csr", "coo", "dense-fp16", "2:4")
 UNPRUNED = ("dense", "dense-fp16")
 """Variants that compute the unpruned layer; all others compute the pruned one."""
 
-LENET_WIDTHS = (784, 300, 100, 10)
-"""Layer widths of LeNet-300-100, the fully connected network of the labs."""
-
 _HALF = (torch.float16, torch.bfloat16)
 # 2:4 kernels need both matrix dimensions to be multiples of a block size (32 × 64 for CUTLASS
 # float16, 16 × 16 for cuSPARSELt); padding every width to a multiple of 64 satisfies both.
 _SEMI_PAD = 64
-
-
-# -- timing ----------------------------------------------------------------------------------------
-
-
-def _synchronizer(device: torch.device) -> Callable[[], None]:
-    """A function that waits until ``device`` has finished its queued work (no-op on CPU)."""
-    if device.type == "cuda":
-        return lambda: torch.cuda.synchronize(device)
-    if device.type == "mps":
-        return torch.mps.synchronize
-    return lambda: None
-
-
-def default_timer(device: str | torch.device | None = "cpu") -> Callable[[], float]:
-    """The clock ``time_call`` uses: thread CPU time on a CPU running one PyTorch thread, else
-    the wall clock (module docstring)."""
-    dev = torch.device(device) if device is not None else torch.device("cpu")
-    if dev.type == "cpu" and torch.get_num_threads() == 1:
-        return time.thread_time
-    return time.perf_counter
-
-
-def time_call(
-    fn: Callable[[], Any],
-    *,
-    repeats: int = 5,
-    warmup: int = 1,
-    number: int = 1,
-    device: str | torch.device | None = "cpu",
-    timer: Callable[[], float] | None = None,
-) -> list[float]:
-    """Seconds per call of ``fn()``, one value per repeat (a list of ``repeats`` floats).
-
-    ``fn`` is first called ``warmup`` times untimed (first calls pay for allocation, kernel
-    selection and caches). Each repeat then calls it ``number`` times in a row and reports the
-    elapsed time divided by ``number``. On CUDA/MPS the device is synchronized before the clock
-    starts and before it stops. ``timer`` is the clock in seconds (default ``default_timer``);
-    tests pass a fake one.
-    """
-    if repeats < 1 or number < 1 or warmup < 0:
-        raise ValueError(
-            f"need repeats >= 1, number >= 1 and warmup >= 0; got repeats={repeats}, "
-            f"number={number}, warmup={warmup}"
-        )
-    dev = torch.device(device) if device is not None else torch.device("cpu")
-    sync = _synchronizer(dev)
-    timer = default_timer(dev) if timer is None else timer
-    for _ in range(warmup):
-        fn()
-    seconds = []
-    for _ in range(repeats):
-        sync()
-        start = timer()
-        for _ in range(number):
-            fn()
-        sync()
-        seconds.append((timer() - start) / number)
-    return seconds
-
-
-def run_order(names: Sequence[str], repeat: int) -> list[str]:
-    """The order in which ``time_variants`` runs ``names`` in repeat number ``repeat``.
-
-    Rotated by one every second repeat and reversed on odd repeats: over 2·len(names) repeats,
-    every name runs in every position equally often, and after each of its neighbours.
-    """
-    names = list(names)
-    shift = (repeat // 2) % len(names)
-    rotated = names[shift:] + names[:shift]
-    return rotated[::-1] if repeat % 2 else rotated
-
-
-def time_variants(
-    calls: Mapping[str, Callable[[], Any]],
-    *,
-    repeats: int = 5,
-    warmup: int = 1,
-    number: int | Mapping[str, int] | None = None,
-    min_time: float = 5e-3,
-    max_number: int = 1000,
-    device: str | torch.device | None = "cpu",
-    timer: Callable[[], float] | None = None,
-) -> pd.DataFrame:
-    """Time several functions interleaved; a tidy table, one row per (repeat, variant).
-
-    After ``warmup`` untimed calls of each function, every repeat runs each function of ``calls``
-    once (one untimed call, then one measurement of ``number`` calls, see ``time_call``) in the
-    order ``run_order`` gives, so drift of the machine hits all variants alike (module
-    docstring). ``number`` is per
-    variant: given, or calibrated from one timed call so a measurement lasts at least
-    ``min_time`` seconds (at most ``max_number`` calls).
-
-    Returns columns repeat (0…repeats−1), position (its place in that repeat's order), variant,
-    seconds (per call), number.
-    """
-    if not calls:
-        raise ValueError("time_variants needs at least one function to time")
-    names = list(calls)
-    for name in names:
-        for _ in range(warmup):
-            calls[name]()
-    if number is None:
-        counts = {}
-        for name in names:
-            once = time_call(calls[name], repeats=1, warmup=0, device=device, timer=timer)[0]
-            counts[name] = min(max_number, max(1, math.ceil(min_time / max(once, 1e-9))))
-    elif isinstance(number, Mapping):
-        counts = {name: int(number[name]) for name in names}
-    else:
-        counts = dict.fromkeys(names, int(number))
-    rows = []
-    for rep in range(repeats):
-        for position, name in enumerate(run_order(names, rep)):
-            # One untimed call first: the variant before may have evicted this one's weights
-            # from the caches, and that reload would otherwise count against it.
-            (seconds,) = time_call(
-                calls[name], repeats=1, warmup=1, number=counts[name], device=device, timer=timer
-            )
-            rows.append({"repeat": rep, "position": position, "variant": name,
-                         "seconds": seconds, "number": counts[name]})  # fmt: skip
-    return pd.DataFrame(rows)
-
-
-def summarize(timings: pd.DataFrame, baseline: str = "dense") -> pd.DataFrame:
-    """Per variant: seconds_median, seconds_iqr and speedup_vs_dense (one row per variant).
-
-    ``timings`` is ``time_variants``' table. ``speedup_vs_dense`` is the median over repeats of
-    ``seconds(baseline) / seconds(variant)`` taken *within* each repeat (> 1: faster than the
-    baseline). The IQR is the 75th minus the 25th percentile of the seconds.
-    """
-    if baseline not in set(timings["variant"]):
-        raise ValueError(
-            f"the baseline {baseline!r} was not timed; variants: {sorted(set(timings['variant']))}"
-        )
-    wide = timings.pivot(index="repeat", columns="variant", values="seconds")
-    ratios = wide.rdiv(wide[baseline], axis=0)
-    order = list(dict.fromkeys(timings["variant"]))
-    return pd.DataFrame(
-        {
-            "variant": order,
-            "seconds_median": [wide[v].median() for v in order],
-            "seconds_iqr": [wide[v].quantile(0.75) - wide[v].quantile(0.25) for v in order],
-            "speedup_vs_dense": [ratios[v].median() for v in order],
-        }
-    )
 
 
 # -- storage ---------------------------------------------------------------------------------------
@@ -266,6 +84,40 @@ def storage_bytes(tensor: Tensor) -> int:
 
 def _nbytes(tensor: Tensor) -> int:
     return tensor.numel() * tensor.element_size()
+
+
+def layer_costs(
+    weight: Tensor, mask: Tensor, variants: Iterable[str]
+) -> dict[str, tuple[int, int]]:
+    """Per variant: (bytes of weight storage, FLOPs per example) of one (out, in) layer.
+
+    ``mask`` is a bool tensor of the weight's shape (True = kept). FLOPs are 2 × the
+    multiply-adds the variant's kernel performs for one input row: every weight for the dense
+    variants, the kept ones for CSR and COO, and half of the padded weight for 2:4 (its kernel
+    multiplies 2 of every 4). Bytes are ``storage_bytes`` of the format the variant builds; the
+    2:4 format can be built only where ``semi_structured_support`` is None. Biases not counted.
+    """
+    weight = weight.detach()
+    pruned = weight * mask.to(weight.dtype)
+    total, kept = weight.numel(), int(mask.sum())
+    costs = {}
+    for name in variants:
+        if name in ("dense", "masked-dense"):
+            costs[name] = (total * weight.element_size(), 2 * total)
+        elif name == "dense-fp16":
+            costs[name] = (total * 2, 2 * total)
+        elif name == "csr":
+            costs[name] = (storage_bytes(pruned.to_sparse_csr()), 2 * kept)
+        elif name == "coo":
+            costs[name] = (storage_bytes(pruned.to_sparse()), 2 * kept)
+        elif name == "2:4":
+            convert = torch.sparse.to_sparse_semi_structured
+            compressed = _SemiStructuredLinear(pruned, None, convert).weight
+            rows, cols = compressed.shape  # padded; 2 × (half of rows × cols) multiply-adds
+            costs[name] = (storage_bytes(compressed), rows * cols)
+        else:
+            raise ValueError(f"unknown variant {name!r}; the variants are {VARIANTS}")
+    return costs
 
 
 # -- 2:4 semi-structured sparsity ------------------------------------------------------------------
@@ -521,199 +373,3 @@ def check_equal(
                     f"variant {name!r} disagrees with the dense reference: max |difference| "
                     f"{worst:.3g}; its kernel (or the way it was built) is wrong"
                 )
-
-
-# -- the benchmark ---------------------------------------------------------------------------------
-
-
-def mlp(widths: Sequence[int] = LENET_WIDTHS, seed: int = 0, init: str = "glorot_normal"):
-    """A ReLU MLP with layers ``fc1, fc2, …, out`` (``nn.Sequential``), input (batch, widths[0]).
-
-    With the default widths and init its weights equal ``models.lenet_300_100(init, seed)``'s.
-    """
-    if len(widths) < 2 or any(int(w) < 1 for w in widths):
-        raise ValueError(f"widths must list at least 2 positive layer sizes, got {widths!r}")
-    layers: dict[str, nn.Module] = {}
-    pairs = list(itertools.pairwise(widths))
-    for i, (fan_in, fan_out) in enumerate(pairs, start=1):
-        last = i == len(pairs)
-        layers["out" if last else f"fc{i}"] = nn.Linear(int(fan_in), int(fan_out))
-        if not last:
-            layers[f"relu{i}"] = nn.ReLU()
-    return init_(nn.Sequential(OrderedDict(layers)), init, seed)
-
-
-@contextlib.contextmanager
-def num_threads(count: int | None) -> Iterator[None]:
-    """Run the block with ``count`` PyTorch CPU threads (None: unchanged); restored afterwards.
-
-    >>> with num_threads(1):   # one thread: timings use the thread's CPU clock
-    ...     timings = time_variants(calls)
-    """
-    before = torch.get_num_threads()
-    if count is not None:
-        torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def inference_benchmark(
-    densities: Sequence[float] = (1.0, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01),
-    batch_sizes: Sequence[int] = (1, 60, 1000),
-    device: str | torch.device | None = None,
-    repeats: int = 5,
-    rounds: int = 3,
-    seed: int = 0,
-    *,
-    widths: Sequence[int] = LENET_WIDTHS,
-    threads: int | None = 1,
-    semi_structured: bool | None = None,
-    min_time: float = 5e-3,
-    timer: Callable[[], float] | None = None,
-    progress: bool = False,
-) -> pd.DataFrame:
-    """Time inference of a pruned MLP (default LeNet-300-100) in every format; a tidy table.
-
-    For each round r (``seed`` = seed + r: the weights' init and the inputs), each density (the
-    fraction of each layer's weights kept, by magnitude, ``prune.one_shot``) and each batch size,
-    all variants are checked against each other (``check_equal``) and then timed interleaved
-    (``time_variants``, ``repeats`` repeats). When 2:4 is supported (``semi_structured`` None:
-    auto), each round adds a group ``structure="2:4"`` at density 0.5 with 2:4 magnitude masks.
-
-    Args:
-        threads: CPU threads for the run (restored afterwards); 1 by default, because on a busy
-            machine multi-threaded kernels wait for each other and timings become erratic.
-            None leaves PyTorch's setting.
-        timer: the clock (default ``default_timer``: CPU time of the thread on a one-thread
-            CPU run, else wall time); tests pass a fake one.
-    Returns one row per (seed, structure, batch, density, variant) with columns device,
-    threads, widths, structure ("unstructured" or "2:4"), batch, density, variant, seed,
-    seconds_median, seconds_iqr, speedup_vs_dense, memory_bytes (weight storage of all layers),
-    flops (2 × multiply-adds the variant performs per batch), repeats. Rows with variant "ideal"
-    are the theory: time × density, speedup 1/density, values only (no indices), useful FLOPs.
-    ``.attrs["notes"]`` lists variants that could not run here, with the reason.
-    """
-    from tqdm.auto import tqdm
-
-    densities = [float(d) for d in densities]
-    if not densities or any(not 0.0 < d <= 1.0 for d in densities):
-        raise ValueError(
-            f"densities must be fractions in (0, 1], e.g. 0.1 for 10 %; got {densities}"
-        )
-    if not batch_sizes or any(int(b) < 1 for b in batch_sizes):
-        raise ValueError(f"batch_sizes must be positive ints, got {batch_sizes!r}")
-    if repeats < 2 or rounds < 1:
-        raise ValueError(f"need repeats >= 2 and rounds >= 1, got {repeats} and {rounds}")
-    dev = pick_device(device)
-    support = semi_structured_support(dev)
-    with_semi = support is None if semi_structured is None else semi_structured
-    notes: dict[str, str] = {}
-    if not with_semi:
-        notes["2:4"] = support or "2:4 was switched off (semi_structured=False)"
-    groups = [("unstructured", d) for d in densities] + ([("2:4", 0.5)] if with_semi else [])
-    context = {"device": str(dev), "widths": "-".join(map(str, widths)), "repeats": repeats}
-    rows: list[dict] = []
-    bar = tqdm(total=rounds * len(groups), desc="timing", disable=not progress, leave=False)
-    with num_threads(threads if dev.type == "cpu" else None), torch.no_grad():
-        context["threads"] = torch.get_num_threads() if dev.type == "cpu" else None
-        for r in range(rounds):
-            model = mlp(widths, seed=seed + r).to(dev)
-            gen = generator(seed + r, dev)
-            inputs = {int(b): torch.randn(int(b), widths[0], generator=gen, device=dev)
-                      for b in batch_sizes}  # fmt: skip
-            for structure, density in groups:
-                if structure == "2:4":
-                    mask = Mask({name: semi_structured_mask(w) for name, w in _linears(model)})
-                else:
-                    mask = prune.one_shot(model, density)
-                variants = network_variants(
-                    model, mask, semi_structured=structure == "2:4", notes=notes
-                )
-                try:
-                    check_equal(variants, inputs[min(inputs)])
-                except (RuntimeError, NotImplementedError) as err:
-                    if structure != "2:4":
-                        raise
-                    # 2:4 kernels are a prototype API: a kernel that cannot run is a note,
-                    # not a failed benchmark (wrong results still raise AssertionError).
-                    notes["2:4"] = f"2:4 kernels failed on {dev}: {err}"
-                    bar.update()
-                    continue
-                static = _static_columns(model, mask, variants)
-                for batch, x in inputs.items():
-                    calls = {name: (lambda f=f, x=x: f(x)) for name, f in variants.items()}
-                    timings = time_variants(
-                        calls, repeats=repeats, min_time=min_time, device=dev, timer=timer
-                    )
-                    where = {**context, "structure": structure, "batch": batch,
-                             "density": density, "seed": seed + r}  # fmt: skip
-                    rows += _rows(summarize(timings), static, where)
-                bar.update()
-    bar.close()
-    table = pd.DataFrame(rows, columns=_COLUMNS)
-    table.attrs["notes"] = notes
-    return table
-
-
-def _rows(summary: pd.DataFrame, static: dict, where: dict) -> list[dict]:
-    """The table rows of one timed group: one per variant, plus the "ideal" row."""
-    batch = where["batch"]
-    rows = [
-        {**where, **record, "memory_bytes": static[record["variant"]]["memory_bytes"],
-         "flops": static[record["variant"]]["flops_per_example"] * batch}
-        for record in summary.to_dict("records")
-    ]  # fmt: skip
-    ideal = static["ideal"]
-    dense_seconds = summary.set_index("variant").loc["dense", "seconds_median"]
-    rows.append({**where, "variant": "ideal", "seconds_median": dense_seconds * ideal["density"],
-                 "seconds_iqr": float("nan"), "speedup_vs_dense": 1.0 / ideal["density"],
-                 "memory_bytes": ideal["memory_bytes"],
-                 "flops": ideal["flops_per_example"] * batch})  # fmt: skip
-    return rows
-
-
-_COLUMNS = ["device", "threads", "widths", "structure", "batch", "density", "variant", "seed",
-            "seconds_median", "seconds_iqr", "speedup_vs_dense", "memory_bytes", "flops",
-            "repeats"]  # fmt: skip
-
-
-def _linears(model: nn.Sequential) -> list[tuple[str, Tensor]]:
-    """(parameter name, detached weight) of each Linear child, in order."""
-    return [(f"{name}.weight", module.weight.detach()) for name, module in model.named_children()
-            if isinstance(module, nn.Linear)]  # fmt: skip
-
-
-def _static_columns(model: nn.Sequential, mask: Mask, variants: Mapping[str, Any]) -> dict:
-    """Per variant: bytes of weight storage and 2 × multiply-adds per example, over all layers.
-
-    Sparse variants are measured on the actual sparse tensors they would build; "ideal" counts only
-    the kept values (no indices) and the FLOPs of the kept weights.
-    """
-    linears = _linears(model)
-    out: dict[str, dict[str, float]] = {}
-    total = sum(w.numel() for _, w in linears)
-    kept_of = {name: (mask[name] if name in mask else torch.ones_like(w, dtype=torch.bool))
-               for name, w in linears}  # fmt: skip
-    kept = sum(int(k.sum()) for k in kept_of.values())
-    pruned = [w * kept_of[name] for name, w in linears]
-    itemsize = linears[0][1].element_size()
-    for name in variants:
-        if name in ("dense", "masked-dense"):
-            memory, flops = total * itemsize, 2 * total
-        elif name == "dense-fp16":
-            memory, flops = total * 2, 2 * total
-        elif name == "csr":
-            memory, flops = sum(storage_bytes(p.to_sparse_csr()) for p in pruned), 2 * kept
-        elif name == "coo":
-            memory, flops = sum(storage_bytes(p.to_sparse()) for p in pruned), 2 * kept
-        else:  # 2:4: the padded weight, half of it stored and multiplied
-            layers = [_SemiStructuredLinear(p, None, torch.sparse.to_sparse_semi_structured)
-                      for p in pruned]  # fmt: skip
-            memory = sum(storage_bytes(layer.weight) for layer in layers)
-            flops = sum(layer.weight.shape[0] * layer.weight.shape[1] for layer in layers)
-        out[name] = {"memory_bytes": memory, "flops_per_example": flops}
-    out["ideal"] = {"memory_bytes": kept * itemsize, "flops_per_example": 2 * kept,
-                    "density": kept / total}  # fmt: skip
-    return out

@@ -26,7 +26,8 @@ The statistics: seeds are the independent replicates. Per seed, the metric is av
 selected rows; for a paired claim the per-seed difference treatment − control is taken (pairing
 removes what the two arms share, such as the data order of a seed). The effect is the mean over
 seeds and its 95% confidence interval the two-sided Student-t interval
-``mean ± t(0.975, n − 1) · s / √n`` with ``s`` the sample standard deviation (ddof = 1).
+``mean ± t(0.975, n − 1) · s / √n`` with ``s`` the sample standard deviation (ddof = 1). The
+interval and the decision rule below are computed by ``ticketlab.stats``.
 """
 
 from __future__ import annotations
@@ -37,83 +38,19 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import numpy as np
 import pandas as pd
 
-__all__ = ["Claim", "Verdict", "evaluate", "t_interval", "t_quantile", "verdicts_frame"]
+from .stats import OUTCOME_COLORS, Outcome, outcome, t_interval, t_quantile
+
+# t_quantile is re-exported: notebook 07 imports it from here.
+__all__ = ["Claim", "Verdict", "evaluate", "t_quantile", "verdicts_frame"]
 
 SEED = "seed"
 """The column that identifies independent replicates in every results table."""
 
-Outcome = Literal["supported", "refuted", "inconclusive"]
 Direction = Literal["greater", "less"]
 
 _MULTIPLE = (list, tuple, set, frozenset)
-
-
-def _student_t_mass(t: float, df: int) -> float:
-    """P(|T| <= t) for Student's t with an integer number of degrees of freedom ``df``.
-
-    The closed form of Abramowitz & Stegun 26.7.3/26.7.4, with θ = atan(t / √df):
-    odd df:  (2/π)·(θ + sinθ·(cosθ + ⅔cos³θ + (2·4)/(3·5)cos⁵θ + …)), df − 2 powers of cos
-    even df: sinθ·(1 + ½cos²θ + (1·3)/(2·4)cos⁴θ + …), up to cos^(df−2)θ.
-    """
-    theta = math.atan(t / math.sqrt(df))
-    sin, cos = math.sin(theta), math.cos(theta)
-    if df % 2 == 1:
-        term, total = cos, 0.0
-        for k in range(1, (df - 1) // 2 + 1):
-            total += term
-            term *= cos * cos * (2 * k) / (2 * k + 1)
-        return (2 / math.pi) * (theta + sin * total)
-    term, total = 1.0, 0.0
-    for k in range(1, df // 2 + 1):
-        total += term
-        term *= cos * cos * (2 * k - 1) / (2 * k)
-    return sin * total
-
-
-def t_quantile(p: float, df: int) -> float:
-    """The ``p``-quantile of Student's t distribution with ``df`` (a positive int) degrees of
-    freedom.
-
-    Exact up to float rounding: the closed-form CDF (``_student_t_mass``) is inverted by bisection
-    on θ = atan(t / √df), which lives in the bounded interval [0, π/2). For example
-    ``t_quantile(0.975, 2) == 4.3027…`` and ``t_quantile(0.975, 29) == 2.0452…``.
-    """
-    if not isinstance(df, int) or isinstance(df, bool) or df < 1:
-        raise ValueError(f"df must be a positive int (number of seeds − 1), got {df!r}")
-    if not 0.0 < p < 1.0:
-        raise ValueError(f"p must be a probability strictly between 0 and 1, got {p!r}")
-    if p < 0.5:
-        return -t_quantile(1.0 - p, df)
-    target = 2.0 * p - 1.0  # P(|T| <= t) at the quantile
-    low, high = 0.0, math.pi / 2
-    for _ in range(200):
-        mid = 0.5 * (low + high)
-        if mid in (low, high):
-            break
-        if _student_t_mass(math.sqrt(df) * math.tan(mid), df) < target:
-            low = mid
-        else:
-            high = mid
-    return math.sqrt(df) * math.tan(0.5 * (low + high))
-
-
-def t_interval(values: Iterable[float], confidence: float = 0.95) -> tuple[float, float, float]:
-    """(mean, low, high): the two-sided Student-t confidence interval for the mean of ``values``.
-
-    ``values`` are independent replicates (one number per seed); at least two are needed. The
-    interval is ``mean ± t((1 + confidence) / 2, n − 1) · s / √n``, ``s`` with ddof = 1.
-    """
-    x = np.asarray(list(values), dtype=float)
-    if x.ndim != 1 or len(x) < 2:
-        raise ValueError(f"a confidence interval needs at least 2 values, got {len(x)}")
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be between 0 and 1, e.g. 0.95, got {confidence!r}")
-    mean = float(x.mean())
-    half = t_quantile((1 + confidence) / 2, len(x) - 1) * float(x.std(ddof=1)) / math.sqrt(len(x))
-    return mean, mean - half, mean + half
 
 
 def _num(x: float) -> str:
@@ -267,9 +204,6 @@ class Claim:
         )
 
 
-_BADGE_COLORS = {"supported": "#029E73", "refuted": "#D55E00", "inconclusive": "#949494"}
-
-
 @dataclass(frozen=True)
 class Verdict:
     """The outcome of one claim on one results table; numbers are in the metric's own units.
@@ -319,7 +253,7 @@ class Verdict:
         )
 
     def _repr_html_(self) -> str:
-        color = _BADGE_COLORS[self.outcome]
+        color = OUTCOME_COLORS[self.outcome]
         badge = (
             f'<span style="background:{color};color:white;padding:1px 8px;border-radius:4px;'
             f'font-weight:bold">{self.outcome.upper()}</span>'
@@ -433,13 +367,9 @@ def evaluate(claim: Claim, table: pd.DataFrame) -> Verdict:
             f"{claim.min_seeds}; run more seeds (or lower min_seeds before the run, not after)"
         )
     effect, low, high = t_interval(values.to_numpy())
-    if claim.direction == "greater":
-        outcome = "supported" if low > claim.margin else "refuted" if high < claim.margin else None
-    else:
-        outcome = "supported" if high < claim.margin else "refuted" if low > claim.margin else None
     return Verdict(
         claim=claim,
-        outcome=outcome or "inconclusive",
+        outcome=outcome(claim.direction, claim.margin, low, high),
         effect=effect,
         ci_low=low,
         ci_high=high,

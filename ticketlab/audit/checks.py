@@ -89,7 +89,7 @@ def _setup_training(offset: int):
     from ..config import budget
     from ..data import mnist
     from ..models import lenet_300_100
-    from ..train import train
+    from ..training import train
 
     steps = budget(quick=200, full=1000)
     model = lenet_300_100(seed=offset)

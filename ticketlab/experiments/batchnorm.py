@@ -44,7 +44,7 @@ from ..batchnorm import (
     freeze_all_but_batchnorm,
     gamma_frame,
     init_gamma,
-    train_random_subset,
+    random_subset,
     trainable_count,
 )
 from ..config import budget
@@ -52,8 +52,10 @@ from ..config import device as pick_device
 from ..data import Dataset, Split, mnist
 from ..imp import derive_seed
 from ..models import resnet
-from ..train import TrainConfig, train
-from ..verdict import Claim, t_interval
+from ..population import train_many
+from ..stats import seed_list, t_errorbar
+from ..training import TrainConfig
+from ..verdict import Claim
 from ._result import ExperimentResult
 
 __all__ = ["CHANCE", "CLAIMS", "SETTINGS", "batchnorm_only", "downsample"]
@@ -180,9 +182,8 @@ def batchnorm_only(
     depths = sorted(set(depths))
     if not depths:
         raise ValueError("depths is empty; pass ResNet depths such as (8, 14)")
-    seeds = budget(quick=3, full=4) if seeds is None else seeds
-    seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
-    if len(set(seeds)) < 2:
+    seeds = seed_list(budget(quick=3, full=4) if seeds is None else seeds)
+    if len(seeds) < 2:
         raise ValueError(
             f"need at least 2 distinct seeds for confidence intervals, got {seeds}; "
             "pass seeds=3 or more"
@@ -195,31 +196,32 @@ def batchnorm_only(
 
     rows, gammas, models = [], [], {}
     roles = _depth_roles(depths)
-    fit = {"config": config, "data_seed": 0, "progress": False}
     bar = tqdm(total=len(depths) * len(seeds) * len(SETTINGS), desc="batchnorm_only",
                disable=not progress)  # fmt: skip
     for depth in depths:
+        starts = {}
         for seed in seeds:
-            start = resnet(depth, width, seed=seed)
-            init_gamma(start, "uniform", seed=derive_seed(seed, "bn-gamma"))
-            bn_params = batchnorm_parameter_count(start)
-            for setting in SETTINGS:
-                model = copy.deepcopy(start)
-                fit["data_seed"] = seed
-                if setting == "random_params":
-                    run, chosen = train_random_subset(
-                        model, data, count=bn_params, seed=derive_seed(seed, "bn-random"),
-                        train_output=train_output, **fit,
-                    )  # fmt: skip
-                    trainable = trainable_count(model, grad_mask=chosen)
-                else:
-                    if setting == "bn_only":
-                        freeze_all_but_batchnorm(model, train_output)
-                    run = train(model, data, **fit)
-                    trainable = trainable_count(model)
+            starts[seed] = resnet(depth, width, seed=seed)
+            init_gamma(starts[seed], "uniform", seed=derive_seed(seed, "bn-gamma"))
+        # One setting's seeds train together (a population where that is faster).
+        for setting in SETTINGS:
+            group = [copy.deepcopy(starts[seed]) for seed in seeds]
+            chosen, grad_masks = [None] * len(seeds), [None] * len(seeds)
+            for i, (seed, model) in enumerate(zip(seeds, group, strict=True)):
+                if setting == "bn_only":
+                    freeze_all_but_batchnorm(model, train_output)
+                elif setting == "random_params":
+                    count = batchnorm_parameter_count(model)
+                    chosen[i], grad_masks[i] = random_subset(
+                        model, count, derive_seed(seed, "bn-random"), train_output
+                    )
+            runs = train_many(group, data, config, masks=[None] * len(seeds),
+                              grad_masks=grad_masks, data_seeds=seeds, progress=False)  # fmt: skip
+            for seed, model, picked, run in zip(seeds, group, chosen, runs, strict=True):
                 rows.append({
                     "depth": depth, "depth_role": roles[depth], "seed": seed, "setting": setting,
-                    "trainable": trainable, "bn_params": bn_params,
+                    "trainable": trainable_count(model, grad_mask=picked),
+                    "bn_params": batchnorm_parameter_count(starts[seed]),
                     "test_acc": run.test_acc, "val_acc": run.val_acc,
                     "train_loss": run.train_loss,
                     "disabled_fraction": disabled_fraction(model, threshold),
@@ -230,6 +232,11 @@ def batchnorm_only(
                 models[setting, depth, seed] = model
                 bar.update()
     bar.close()
+    # Rows, γ frames and models in the order of depth, seed, setting.
+    order = {setting: i for i, setting in enumerate(SETTINGS)}
+    rows.sort(key=lambda r: (r["depth"], seeds.index(r["seed"]), order[r["setting"]]))
+    models = dict(sorted(models.items(), key=lambda kv: (kv[0][1], seeds.index(kv[0][2]),
+                                                          order[kv[0][0]])))  # fmt: skip
     # with one depth there is no shallower network to compare with
     claims = CLAIMS if len(depths) > 1 else tuple(c for c in CLAIMS if c.name != _DEPTH_CLAIM)
     return ExperimentResult(
@@ -247,11 +254,6 @@ def batchnorm_only(
     )
 
 
-def _t_band(values) -> tuple[float, float]:
-    """95% Student-t interval over seeds: the interval the verdicts use."""
-    return t_interval(values)[1:]
-
-
 def _plot(result: ExperimentResult):
     import matplotlib.pyplot as plt
     import seaborn as sns
@@ -260,7 +262,7 @@ def _plot(result: ExperimentResult):
     fig, ax = plt.subplots(figsize=(6.4, 3.6), layout="constrained")
     sns.pointplot(
         data=table, x="depth", y="test_pct", hue="setting", hue_order=list(SETTINGS),
-        errorbar=_t_band, dodge=0.25, capsize=0.08, palette="colorblind", ax=ax,
+        errorbar=t_errorbar, dodge=0.25, capsize=0.08, palette="colorblind", ax=ax,
     )  # fmt: skip
     ax.axhline(CHANCE * 100, ls="--", lw=1.2, color="0.4", label="chance (10%)")
     ax.set_xlabel("ResNet depth (layers)")

@@ -10,44 +10,30 @@ Three experiments ask what a lottery ticket's mask really encodes:
   schedule beats fine-tuning at the final learning rate.
 
 This module holds what they share: how a target density is spread over the layers
-(``layer_densities``), ranking weights into a mask (``keep_largest``), training many networks at
-once (``fit``), and the point plot with 95 % Student-t intervals that each experiment draws.
+(``layer_densities``) and the point plot with 95 % Student-t intervals that each experiment
+draws; masks are ranked by ``ticketlab.prune``.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 
 import pandas as pd
-import torch
 from torch import Tensor, nn
 
+from .. import prune
 from ..masks import Mask
 from ..models import prunable_names
-from ..population import supports, train_population
 from ..recipes import Recipe
-from ..train import TrainConfig, TrainResult, train
-from ..verdict import SEED, t_interval
+from ..stats import t_errorbar
+from ..verdict import SEED
 
 __all__ = [
     "densities_list",
-    "fit",
-    "keep_largest",
     "layer_densities",
     "masked_copy",
     "point_plot",
-    "seed_list",
-    "t_errorbar",
 ]
-
-
-def seed_list(seeds: int | Sequence[int]) -> list[int]:
-    """``seeds`` as a list: a count n means seeds 0 … n − 1. Raises on repeats or an empty list."""
-    out = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
-    if not out or len(set(out)) != len(out):
-        raise ValueError(f"seeds must be a count >= 1 or distinct ints, got {seeds!r}")
-    return out
 
 
 def densities_list(density: float | Sequence[float]) -> list[float]:
@@ -67,68 +53,18 @@ def layer_densities(recipe: Recipe, model: nn.Module, density: float) -> dict[st
 
     Every layer keeps ``density`` except those the recipe prunes at their own rate
     (``recipe.prune.layer_rates``): such a layer keeps what iterative pruning at the recipe's rates
-    would leave it when the other layers reach ``density``. With rates p (default) and q (own),
-    k = log(density) / log(1 − p) rounds leave it (1 − q)^k = density^(log(1 − q) / log(1 − p)).
-    For ``lenet_mnist_paper`` (20 %, output 10 %: Frankle & Carbin 2019) the output layer keeps
-    density^0.472, e.g. 15.8 % when the hidden layers keep 2 %; a rate of 0 keeps a layer dense.
-    The rule is the same whether the recipe prunes layerwise or globally.
+    would leave it when the other layers reach ``density`` (``prune.layer_density``, the rule
+    ``prune.one_shot`` follows). The rule is the same whether the recipe prunes layerwise or
+    globally.
     """
     if not 0 < density <= 1:
         raise ValueError(f"density must lie in (0, 1], got {density!r}")
     rates = dict(recipe.prune.layer_rates)
-    base = math.log1p(-recipe.prune.prune_fraction)
-    out = {}
-    for name in prunable_names(model):
-        rate = rates.get(name)
-        out[name] = density if rate is None else density ** (math.log1p(-rate) / base)
-    return out
-
-
-def keep_largest(scores: Mapping[str, Tensor], densities: Mapping[str, float]) -> Mask:
-    """Per layer, keep the ``floor(d × n + 0.5)`` entries with the largest score (d = its density).
-
-    ``scores`` maps a parameter name to a float tensor of that parameter's shape (any device);
-    ``densities`` gives each named layer's fraction to keep. Ties are broken by position: among
-    equal scores, the lower row-major index is kept. Returns a ``Mask`` on the scores' devices.
-    """
-    missing = sorted(set(scores) ^ set(densities))
-    if missing:
-        raise ValueError(
-            f"scores and densities must name the same layers; they differ in {missing}"
-        )
-    kept = {}
-    for name, score in scores.items():
-        flat = torch.nan_to_num(score.detach().flatten(), nan=-math.inf)
-        k = math.floor(densities[name] * flat.numel() + 0.5)
-        order = torch.argsort(flat, descending=True, stable=True)
-        keep = torch.zeros(flat.numel(), dtype=torch.bool, device=flat.device)
-        keep[order[:k]] = True
-        kept[name] = keep.view_as(score)
-    return Mask(kept)
-
-
-def fit(
-    models: Sequence[nn.Module],
-    data,
-    config: TrainConfig,
-    *,
-    masks: Sequence[Mask | None],
-    data_seeds: Sequence[int],
-    start_step: int = 0,
-    checkpoint_steps: Sequence[int] = (),
-    progress: bool = True,
-) -> list[TrainResult]:
-    """Train ``models`` in place: one batched population when they allow it, else one by one."""
-    if all(supports(m) for m in models):
-        return train_population(
-            models, data, config, masks=masks, data_seeds=data_seeds, start_step=start_step,
-            checkpoint_steps=checkpoint_steps, progress=progress,
-        )  # fmt: skip
-    return [
-        train(model, data, config, mask=mask, data_seed=seed, start_step=start_step,
-              checkpoint_steps=checkpoint_steps, progress=progress)
-        for model, mask, seed in zip(models, masks, data_seeds, strict=True)
-    ]  # fmt: skip
+    base = recipe.prune.prune_fraction
+    return {
+        name: density if name not in rates else prune.layer_density(density, rates[name], base)
+        for name in prunable_names(model)
+    }
 
 
 def masked_copy(state: Mapping[str, Tensor], mask: Mask | None) -> dict[str, Tensor]:
@@ -137,15 +73,6 @@ def masked_copy(state: Mapping[str, Tensor], mask: Mask | None) -> dict[str, Ten
     for name, keep in (mask or {}).items():
         out[name] = out[name] * keep.to(out[name].device, out[name].dtype)
     return out
-
-
-def t_errorbar(values: pd.Series) -> tuple[float, float]:
-    """(low, high) of the 95 % Student-t interval of the mean, for seaborn's ``errorbar=``."""
-    if len(values) < 2:
-        mean = float(values.mean())
-        return mean, mean
-    _, low, high = t_interval(values)
-    return low, high
 
 
 def point_plot(

@@ -12,22 +12,45 @@ LeNet-300-100 initialization (seed), its own magnitude masks and inputs, and its
 timing session. The table's ``seed`` column numbers the rounds; verdicts average each round's
 speedups over the selected rows (densities, batch sizes) and put a 95 % Student-t interval over
 rounds. Within a round, each number is already the median of several interleaved repeats.
+
+``inference_benchmark`` is the measurement (any MLP widths, densities and batch sizes, one tidy
+table); ``sparsity_speed`` runs it at the lab's settings and judges ``CLAIMS``. The formats come
+from ``ticketlab.sparsity``, the timing from ``ticketlab.timing``.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
+import torch
+from torch import Tensor, nn
 
-from ..config import budget
+from .. import prune
+from ..config import budget, generator
 from ..config import device as pick_device
-from ..sparsity import inference_benchmark
+from ..masks import Mask
+from ..models import LENET_300_100_WIDTHS, mlp
+from ..sparsity import (
+    check_equal,
+    layer_costs,
+    network_variants,
+    semi_structured_mask,
+    semi_structured_support,
+)
+from ..timing import Clock, num_threads, summarize, time_variants
 from ..verdict import Claim
 from ._result import ExperimentResult
 
-__all__ = ["CLAIMS", "VARIANT_COLORS", "memory_table", "sparsity_speed", "speedup_table"]
+__all__ = [
+    "CLAIMS",
+    "VARIANT_COLORS",
+    "inference_benchmark",
+    "memory_table",
+    "sparsity_speed",
+    "speedup_table",
+]
 
 _TUTORIAL_905 = (
     "pytorch/tutorials#905 (2020), the torch.nn.utils.prune author: inference time "
@@ -105,6 +128,157 @@ VARIANT_COLORS = {
 _CLAIM_DENSITIES = (0.5, 0.1, 0.01)
 
 
+def inference_benchmark(
+    densities: Sequence[float] = (1.0, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01),
+    batch_sizes: Sequence[int] = (1, 60, 1000),
+    device: str | torch.device | None = None,
+    repeats: int = 5,
+    rounds: int = 3,
+    seed: int = 0,
+    *,
+    widths: Sequence[int] = LENET_300_100_WIDTHS,
+    threads: int | None = 1,
+    semi_structured: bool | None = None,
+    min_time: float = 5e-3,
+    timer: Clock | None = None,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Time inference of a pruned MLP (``models.mlp(widths)``, default LeNet-300-100) in every
+    storage format of ``sparsity``; a tidy table.
+
+    For each round r (``seed`` = seed + r: the weights' init and the inputs), each density (the
+    fraction of each layer's weights kept, by magnitude, ``prune.one_shot``) and each batch size,
+    all variants are checked against each other (``check_equal``) and then timed interleaved
+    (``time_variants``, ``repeats`` repeats). When 2:4 is supported (``semi_structured`` None:
+    auto), each round adds a group ``structure="2:4"`` at density 0.5 with 2:4 magnitude masks.
+
+    Args:
+        threads: CPU threads for the run (restored afterwards); 1 by default, because on a busy
+            machine multi-threaded kernels wait for each other and timings become erratic.
+            None leaves PyTorch's setting.
+        timer: the clock (default ``timing.default_timer``: CPU time of the thread on a
+            one-thread CPU run, else wall time); tests pass a fake one.
+    Returns one row per (seed, structure, batch, density, variant) with columns device,
+    threads, widths, structure ("unstructured" or "2:4"), batch, density, variant, seed,
+    seconds_median, seconds_iqr, speedup_vs_dense, memory_bytes (weight storage of all layers),
+    flops (2 × multiply-adds the variant performs per batch), repeats. Rows with variant "ideal"
+    are the theory: time × density, speedup 1/density, values only (no indices), useful FLOPs.
+    ``.attrs["notes"]`` lists variants that could not run here, with the reason.
+    """
+    from tqdm.auto import tqdm
+
+    densities = [float(d) for d in densities]
+    if not densities or any(not 0.0 < d <= 1.0 for d in densities):
+        raise ValueError(
+            f"densities must be fractions in (0, 1], e.g. 0.1 for 10 %; got {densities}"
+        )
+    if not batch_sizes or any(int(b) < 1 for b in batch_sizes):
+        raise ValueError(f"batch_sizes must be positive ints, got {batch_sizes!r}")
+    if repeats < 2 or rounds < 1:
+        raise ValueError(f"need repeats >= 2 and rounds >= 1, got {repeats} and {rounds}")
+    dev = pick_device(device)
+    support = semi_structured_support(dev)
+    with_semi = support is None if semi_structured is None else semi_structured
+    notes: dict[str, str] = {}
+    if not with_semi:
+        notes["2:4"] = support or "2:4 was switched off (semi_structured=False)"
+    groups = [("unstructured", d) for d in densities] + ([("2:4", 0.5)] if with_semi else [])
+    context = {"device": str(dev), "widths": "-".join(map(str, widths)), "repeats": repeats}
+    rows: list[dict] = []
+    bar = tqdm(total=rounds * len(groups), desc="timing", disable=not progress, leave=False)
+    with num_threads(threads if dev.type == "cpu" else None), torch.no_grad():
+        context["threads"] = torch.get_num_threads() if dev.type == "cpu" else None
+        for r in range(rounds):
+            model = mlp(widths, seed=seed + r).to(dev)
+            gen = generator(seed + r, dev)
+            inputs = {int(b): torch.randn(int(b), widths[0], generator=gen, device=dev)
+                      for b in batch_sizes}  # fmt: skip
+            for structure, density in groups:
+                if structure == "2:4":
+                    mask = Mask({name: semi_structured_mask(w) for name, w in _linears(model)})
+                else:
+                    mask = prune.one_shot(model, density)
+                variants = network_variants(
+                    model, mask, semi_structured=structure == "2:4", notes=notes
+                )
+                try:
+                    check_equal(variants, inputs[min(inputs)])
+                except (RuntimeError, NotImplementedError) as err:
+                    if structure != "2:4":
+                        raise
+                    # 2:4 kernels are a prototype API: a kernel that cannot run is a note,
+                    # not a failed benchmark (wrong results still raise AssertionError).
+                    notes["2:4"] = f"2:4 kernels failed on {dev}: {err}"
+                    bar.update()
+                    continue
+                static = _static_columns(model, mask, variants)
+                for batch, x in inputs.items():
+                    calls = {name: (lambda f=f, x=x: f(x)) for name, f in variants.items()}
+                    timings = time_variants(
+                        calls, repeats=repeats, min_time=min_time, device=dev, timer=timer
+                    )
+                    where = {**context, "structure": structure, "batch": batch,
+                             "density": density, "seed": seed + r}  # fmt: skip
+                    rows += _rows(summarize(timings), static, where)
+                bar.update()
+    bar.close()
+    table = pd.DataFrame(rows, columns=_COLUMNS)
+    table.attrs["notes"] = notes
+    return table
+
+
+def _rows(summary: pd.DataFrame, static: dict, where: dict) -> list[dict]:
+    """The table rows of one timed group: one per variant, plus the "ideal" row."""
+    batch = where["batch"]
+    rows = [
+        {**where, **record, "memory_bytes": static[record["variant"]]["memory_bytes"],
+         "flops": static[record["variant"]]["flops_per_example"] * batch}
+        for record in summary.to_dict("records")
+    ]  # fmt: skip
+    ideal = static["ideal"]
+    dense_seconds = summary.set_index("variant").loc["dense", "seconds_median"]
+    rows.append({**where, "variant": "ideal", "seconds_median": dense_seconds * ideal["density"],
+                 "seconds_iqr": float("nan"), "speedup_vs_dense": 1.0 / ideal["density"],
+                 "memory_bytes": ideal["memory_bytes"],
+                 "flops": ideal["flops_per_example"] * batch})  # fmt: skip
+    return rows
+
+
+_COLUMNS = ["device", "threads", "widths", "structure", "batch", "density", "variant", "seed",
+            "seconds_median", "seconds_iqr", "speedup_vs_dense", "memory_bytes", "flops",
+            "repeats"]  # fmt: skip
+
+
+def _linears(model: nn.Sequential) -> list[tuple[str, Tensor]]:
+    """(parameter name, detached weight) of each Linear child, in order."""
+    return [(f"{name}.weight", module.weight.detach()) for name, module in model.named_children()
+            if isinstance(module, nn.Linear)]  # fmt: skip
+
+
+def _static_columns(model: nn.Sequential, mask: Mask, variants: Mapping[str, object]) -> dict:
+    """Per variant: bytes of weight storage and 2 × multiply-adds per example, over all layers.
+
+    Sparse variants are measured on the actual sparse tensors they would build
+    (``sparsity.layer_costs``); "ideal" counts only the kept values (no indices) and the FLOPs of
+    the kept weights.
+    """
+    linears = _linears(model)
+    kept_of = {name: (mask[name] if name in mask else torch.ones_like(w, dtype=torch.bool))
+               for name, w in linears}  # fmt: skip
+    per_layer = [layer_costs(w, kept_of[name], variants) for name, w in linears]
+    out: dict[str, dict[str, float]] = {
+        name: {"memory_bytes": sum(costs[name][0] for costs in per_layer),
+               "flops_per_example": sum(costs[name][1] for costs in per_layer)}
+        for name in variants
+    }  # fmt: skip
+    total = sum(w.numel() for _, w in linears)
+    kept = sum(int(k.sum()) for k in kept_of.values())
+    itemsize = linears[0][1].element_size()
+    out["ideal"] = {"memory_bytes": kept * itemsize, "flops_per_example": 2 * kept,
+                    "density": kept / total}  # fmt: skip
+    return out
+
+
 def sparsity_speed(
     densities: Sequence[float] | None = None,
     batch_sizes: Sequence[int] | None = None,
@@ -124,7 +298,7 @@ def sparsity_speed(
             batch, and a large batch.
         repeats: interleaved timing repeats per measurement (default 5 quick, 7 full).
         rounds: independent rounds, the "seeds" of the verdicts (default 8 quick, 10 full).
-        threads: CPU threads (default 1; see ``sparsity.inference_benchmark``).
+        threads: CPU threads (default 1; see ``inference_benchmark``).
         seed: round r uses seed + r for its network's weights and inputs.
     Returns an ``ExperimentResult`` whose ``table`` is ``inference_benchmark``'s (one row per
     round, structure, batch, density and variant, including the theoretical "ideal" rows) and

@@ -32,10 +32,10 @@ from ..config import device as pick_device
 from ..connectivity import error_barrier, interpolate, l2_distance
 from ..imp import derive_seed
 from ..imp import run as run_imp
-from ..population import supports, train_population
+from ..population import train_many
 from ..recipes import Recipe, get
-from ..rewind import rewind
-from ..train import train
+from ..rewinding import rewind
+from ..stats import seed_list
 from ..verdict import Claim
 from ._result import ExperimentResult
 
@@ -120,7 +120,7 @@ def instability(
     rewind_steps = sorted(set(rewind_steps))
     if rewind_steps[0] < 0 or rewind_steps[-1] >= steps:
         raise ValueError(f"rewind_steps must lie in [0, {steps}), got {rewind_steps}")
-    seeds = list(budget(quick=(0, 1, 2), full=(0, 1, 2, 3, 4)) if seeds is None else seeds)
+    seeds = seed_list(budget(quick=(0, 1, 2), full=(0, 1, 2, 3, 4)) if seeds is None else seeds)
     dev = pick_device(device)
     data = rec.data.load(dev)
 
@@ -136,30 +136,10 @@ def instability(
                 starts[(s, kind)] = (model, mask)
 
     def fit(models, masks, data_seeds, start, cfg, checkpoints=()):
-        if all(supports(m) for m in models):
-            return train_population(
-                models,
-                data,
-                cfg,
-                masks=masks,
-                data_seeds=data_seeds,
-                start_step=start,
-                checkpoint_steps=checkpoints,
-                progress=progress,
-            )
-        return [
-            train(
-                m,
-                data,
-                cfg,
-                mask=mk,
-                data_seed=ds,
-                start_step=start,
-                checkpoint_steps=checkpoints,
-                progress=progress,
-            )
-            for m, mk, ds in zip(models, masks, data_seeds, strict=True)
-        ]
+        return train_many(
+            models, data, cfg, masks=masks, data_seeds=data_seeds, start_step=start,
+            checkpoint_steps=checkpoints, progress=progress,
+        )  # fmt: skip
 
     # Stage 1: each start trains to the last rewind step, keeping W_k for every k.
     keys = list(starts)

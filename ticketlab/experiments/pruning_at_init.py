@@ -44,10 +44,12 @@ from ..config import budget, generator
 from ..config import device as pick_device
 from ..imp import derive_seed
 from ..masks import Mask
+from ..population import train_many
 from ..recipes import Recipe, get
+from ..stats import seed_list
 from ..verdict import Claim
 from ._result import ExperimentResult
-from .deconstruct import densities_list, fit, point_plot, seed_list
+from .deconstruct import densities_list, point_plot
 
 __all__ = ["CLAIMS", "METHODS", "pruning_at_init", "snip_batch"]
 
@@ -210,8 +212,8 @@ def pruning_at_init(
     trained = {}
     if "magnitude_trained" in methods:
         dense = [rec.model.build(seed) for seed in seeds]
-        runs = fit(dense, data, rec.train, masks=[None] * len(seeds), data_seeds=seeds,
-                   progress=progress)  # fmt: skip
+        runs = train_many(dense, data, rec.train, masks=[None] * len(seeds), data_seeds=seeds,
+                          progress=progress)  # fmt: skip
         for seed, run in zip(seeds, runs, strict=True):
             trained[seed] = run.model
             rows.append({"seed": seed, "method": "dense", "shuffled": False, "density": 1.0,
@@ -240,7 +242,7 @@ def pruning_at_init(
                     jobs.append({"seed": seed, "method": method, "shuffled": True, "density": d,
                                  "mask": shuffled})  # fmt: skip
 
-    runs = fit(
+    runs = train_many(
         [rec.model.build(j["seed"]) for j in jobs], data, rec.train,
         masks=[j["mask"] for j in jobs], data_seeds=[j["seed"] for j in jobs], progress=progress,
     )  # fmt: skip

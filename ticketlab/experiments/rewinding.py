@@ -40,11 +40,13 @@ from .. import prune
 from ..config import budget
 from ..config import device as pick_device
 from ..masks import Mask
+from ..population import train_many
 from ..recipes import Recipe, get
-from ..train import TrainConfig, evaluate
+from ..stats import seed_list
+from ..training import TrainConfig, evaluate
 from ..verdict import Claim
 from ._result import ExperimentResult
-from .deconstruct import densities_list, fit, masked_copy, point_plot, seed_list
+from .deconstruct import densities_list, masked_copy, point_plot
 
 __all__ = ["CLAIMS", "METHODS", "retraining", "rewinding_vs_finetuning"]
 
@@ -175,8 +177,10 @@ def rewinding_vs_finetuning(
     dev = pick_device(device)
     data = rec.data.load(dev)
 
-    dense = fit([rec.model.build(s) for s in seeds], data, cfg, masks=[None] * len(seeds),
-                data_seeds=seeds, checkpoint_steps=[k] if k else [], progress=progress)  # fmt: skip
+    dense = train_many(
+        [rec.model.build(s) for s in seeds], data, cfg, masks=[None] * len(seeds),
+        data_seeds=seeds, checkpoint_steps=[k] if k else [], progress=progress,
+    )  # fmt: skip
     rows: list[dict] = []
     trained, rewound, masks = {}, {}, {}
     jobs: list[dict] = []
@@ -211,7 +215,7 @@ def rewinding_vs_finetuning(
     # fine-tuning (constant rate) in another. All start at step k (``retraining``).
     for group in ([j for j in jobs if j["method"] != "finetune"],
                   [j for j in jobs if j["method"] == "finetune"]):  # fmt: skip
-        results = fit(
+        results = train_many(
             [j["model"] for j in group], data, group[0]["config"],
             masks=[j["mask"] for j in group], data_seeds=[j["seed"] for j in group],
             start_step=group[0]["start"], checkpoint_steps=[k], progress=progress,

@@ -40,11 +40,13 @@ from ..config import budget
 from ..config import device as pick_device
 from ..imp import derive_seed
 from ..masks import Mask
+from ..population import train_many
 from ..recipes import Recipe, get
-from ..train import evaluate
+from ..stats import seed_list
+from ..training import evaluate
 from ..verdict import Claim
 from ._result import ExperimentResult
-from .deconstruct import densities_list, fit, keep_largest, layer_densities, point_plot, seed_list
+from .deconstruct import densities_list, layer_densities, point_plot
 
 __all__ = ["CLAIMS", "DENSITIES", "large_final_same_sign", "signed_constant", "supermask"]
 
@@ -97,10 +99,10 @@ def large_final_same_sign(
     ``initial`` and ``final`` map parameter names to the weights before and after training (same
     shapes, same device); ``densities`` names the layers to mask and the fraction each keeps.
     A weight whose sign changed scores 0 and is kept only if a layer needs more weights than
-    kept their sign (ties: lower row-major index first, as in ``keep_largest``).
+    kept their sign (ranked by ``prune.top``: among ties the lower row-major index goes first).
     """
     scores = {name: (final[name] * initial[name].sign()).clamp_min(0) for name in densities}
-    return keep_largest(scores, densities)
+    return prune.top(scores, densities)
 
 
 def signed_constant(state: Mapping[str, Tensor], names: Sequence[str]) -> dict[str, Tensor]:
@@ -150,8 +152,8 @@ def supermask(
 
     models = [rec.model.build(seed) for seed in seeds]
     initial = {seed: rec.model.build(seed).to(dev).state_dict() for seed in seeds}
-    runs = fit(models, data, rec.train, masks=[None] * len(seeds), data_seeds=seeds,
-               progress=progress)  # fmt: skip
+    runs = train_many(models, data, rec.train, masks=[None] * len(seeds), data_seeds=seeds,
+                      progress=progress)  # fmt: skip
     trained = {seed: run.model.state_dict() for seed, run in zip(seeds, runs, strict=True)}
 
     rows: list[dict] = []

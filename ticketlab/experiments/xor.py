@@ -29,6 +29,7 @@ from ..imp import derive_seed
 from ..masks import Mask
 from ..models import xor_mlp
 from ..population import train_population
+from ..stats import seed_list
 from ..verdict import Claim
 from ._result import ExperimentResult
 
@@ -100,8 +101,7 @@ def xor_tickets(
     final_loss, hidden (units alive); ``extras`` holds the trained models per setting.
     """
     started = time.perf_counter()
-    seeds = budget(quick=200, full=1000) if seeds is None else seeds
-    seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    seeds = seed_list(budget(quick=200, full=1000) if seeds is None else seeds)
     steps = 1000 if steps is None else steps
     dev = pick_device(device)
     data = xor(device=dev)

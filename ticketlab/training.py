@@ -29,17 +29,24 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+if TYPE_CHECKING:  # pandas loads when the first history is built, not with the package
+    import pandas as pd
+
+from .masks import as_mask
 from .optim import make_optimizer
 
 __all__ = [
+    "MaskRules",
+    "Recorder",
     "TrainConfig",
     "TrainResult",
     "TrainStep",
@@ -294,6 +301,15 @@ def batch_indices(
         yield perms[..., offset : offset + batch_size]
 
 
+def check_steps(cfg: TrainConfig, start_step: int, checkpoint_steps: Sequence[int]) -> None:
+    """Raise ``ValueError`` unless ``start_step`` and every checkpoint step lie in the run."""
+    if not 0 <= start_step <= cfg.steps:
+        raise ValueError(f"start_step={start_step} must lie in [0, steps={cfg.steps}]")
+    bad = [s for s in set(checkpoint_steps) if not start_step <= s <= cfg.steps]
+    if bad:
+        raise ValueError(f"checkpoint_steps {sorted(bad)} lie outside [start_step, steps]")
+
+
 def _as_config(config: TrainConfig | None, overrides: dict) -> TrainConfig:
     if config is None:
         return TrainConfig().replace(**overrides)
@@ -308,25 +324,48 @@ def _as_config(config: TrainConfig | None, overrides: dict) -> TrainConfig:
 def _masked_params(
     model: nn.Module, mask: Mapping[str, torch.Tensor] | None, what: str
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Parameters named by ``mask`` and float 0/1 copies of the mask on their device."""
+    """Parameters named by ``mask`` and float 0/1 copies of the mask on their device.
+
+    ``mask`` is coerced to a ``Mask`` and checked against ``model`` once, here (``as_mask``).
+    """
     if mask is None:
         return [], []
+    mask = as_mask(mask, model, what)
     params = dict(model.named_parameters())
-    out_p, out_m = [], []
-    for name, m in mask.items():
-        if name not in params:
-            raise ValueError(
-                f"{what} names {name!r}, which is not a parameter of the model; "
-                f"parameters are {list(params)}"
-            )
-        p = params[name]
-        if m.shape != p.shape:
-            raise ValueError(
-                f"{what} for {name!r} has shape {tuple(m.shape)}, parameter has {tuple(p.shape)}"
-            )
-        out_p.append(p)
-        out_m.append(m.to(device=p.device, dtype=p.dtype))
-    return out_p, out_m
+    out_p = [params[name] for name in mask]
+    return out_p, [m.to(p.dtype) for p, m in zip(out_p, mask.values(), strict=True)]
+
+
+class MaskRules:
+    """``train``'s mask rules on parameter tensors: a model's own, or a population's stacked ones.
+
+    ``pruned`` and ``frozen`` pair each parameter with a float 0/1 tensor of its shape and device:
+    pruning masks (weights held at exactly zero) and trainability masks (``grad_mask``; entries
+    at 0 are held at their starting values). Construction zeroes the pruned weights;
+    ``mask_grads`` runs between backward and the optimizer step, ``restore`` after the step. The
+    module docstring says why a fresh optimizer and masked gradients keep pruned weights at zero
+    without a re-zeroing pass.
+    """
+
+    def __init__(self, pruned, frozen, weight_decay: float) -> None:
+        with torch.no_grad():
+            if pruned:
+                torch._foreach_mul_([p for p, _ in pruned], [m for _, m in pruned])
+        # Only weight decay can move a frozen entry; then p ← p·m + p₀·(1 − m) after each step
+        # restores it exactly.
+        self.frozen = list(frozen) if frozen and weight_decay > 0 else []
+        self.frozen_base = [p.detach() * (1 - m) for p, m in self.frozen]
+        self.grad_masks = [(p, m) for p, m in [*pruned, *frozen] if p.requires_grad]
+
+    def mask_grads(self) -> None:
+        for p, m in self.grad_masks:
+            if p.grad is not None:  # a parameter the loss does not reach gets no gradient
+                p.grad.mul_(m)
+
+    def restore(self) -> None:
+        if self.frozen:
+            torch._foreach_mul_([p for p, _ in self.frozen], [m for _, m in self.frozen])
+            torch._foreach_add_([p for p, _ in self.frozen], self.frozen_base)
 
 
 class TrainStep:
@@ -342,26 +381,9 @@ class TrainStep:
 
     def __init__(self, model: nn.Module, config: TrainConfig, mask=None, grad_mask=None) -> None:
         self.model = model
-        self.pruned, self.prune_masks = _masked_params(model, mask, "mask")
-        self.frozen, self.keep_masks = _masked_params(model, grad_mask, "grad_mask")
-        with torch.no_grad():
-            if self.pruned:
-                torch._foreach_mul_(self.pruned, self.prune_masks)
-        # Only weight decay can move a frozen entry; then p ← p·m + p₀·(1 − m) after each step
-        # restores it exactly.
-        self.restore_frozen = bool(self.frozen) and config.weight_decay > 0
-        self.frozen_base = [
-            p.detach() * (1 - m)
-            for p, m in zip(self.frozen, self.keep_masks, strict=True)
-            if self.restore_frozen
-        ]
-        self.grad_masks = [
-            (p, m)
-            for p, m in zip(
-                self.pruned + self.frozen, self.prune_masks + self.keep_masks, strict=True
-            )
-            if p.requires_grad
-        ]
+        pruned = zip(*_masked_params(model, mask, "mask"), strict=True)
+        frozen = zip(*_masked_params(model, grad_mask, "grad_mask"), strict=True)
+        self.rules = MaskRules(list(pruned), list(frozen), config.weight_decay)
         trainable = [p for p in model.parameters() if p.requires_grad]
         if not trainable:
             raise ValueError("the model has no trainable parameters (all have requires_grad=False)")
@@ -372,14 +394,130 @@ class TrainStep:
         self.optimizer.zero_grad()  # None grads let backward write them without an extra pass
         loss.backward()
         with torch.no_grad():
-            for p, m in self.grad_masks:
-                if p.grad is not None:  # a parameter the loss does not reach gets no gradient
-                    p.grad.mul_(m)
+            self.rules.mask_grads()
             self.optimizer.step(lr)
-            if self.restore_frozen:
-                torch._foreach_mul_(self.frozen, self.keep_masks)
-                torch._foreach_add_(self.frozen, self.frozen_base)
+            self.rules.restore()
         return loss.detach()
+
+
+class Recorder:
+    """What both trainers do around their steps: evaluation → history → divergence → checkpoints.
+
+    For N members trained together (N = 1 for ``train``). The trainer supplies ``evaluate()``, a
+    (3, N) tensor of val_loss, val_acc, test_acc on the device, and ``snapshot()``, one cloned
+    ``state_dict`` per member. After each step it calls ``step_done(step + 1, losses)`` with the
+    (N,) batch losses; that returns whether any member is still training. The contract:
+
+    * a history row at ``start_step``, every ``eval_every`` steps and at ``steps``; train_loss is
+      the mean batch loss since the previous row (NaN in the first row);
+    * a NaN or infinite loss *before* training is a ``ValueError`` (nothing to train);
+    * a member whose val or train loss becomes non-finite has diverged: its history ends at that
+      row, its weights are kept as they were there (``frozen``), and it gets a warning and message;
+    * ``checkpoint_steps`` are cloned before that step's update (``start_step`` and ``steps``
+      allowed); training stops early once every member has diverged.
+    """
+
+    def __init__(self, n, cfg, start_step, checkpoint_steps, evaluate, snapshot, device, bar):
+        self.cfg, self.n, self.evaluate, self.snapshot, self.bar = cfg, n, evaluate, snapshot, bar
+        self.wanted = set(checkpoint_steps)
+        self.device = device
+        self.checkpoints: list[dict[int, dict[str, torch.Tensor]]] = [{} for _ in range(n)]
+        self.records: list[tuple[int, torch.Tensor]] = []
+        self.running = torch.zeros(n, device=device)
+        self.since_eval = 0
+        self.diverged_at: list[int | None] = [None] * n
+        self.frozen: dict[int, dict[str, torch.Tensor]] = {}
+        self.started = time.perf_counter()
+        self.start_step = start_step
+        self._checkpoint(start_step)
+        row = self._record(start_step)
+        bad_members = (~torch.isfinite(row[1])).nonzero().flatten().tolist()
+        if bad_members:
+            who = "the model's" if n == 1 else f"member(s) {bad_members}'s"
+            raise ValueError(
+                f"{who} loss is NaN or infinite before training; check the data and weights"
+            )
+        self.alive = torch.ones(n, dtype=torch.bool, device=device)
+
+    def _checkpoint(self, step: int) -> None:
+        if step in self.wanted:
+            for i, state in enumerate(self.snapshot()):
+                self.checkpoints[i][step] = state
+
+    def _record(self, step: int) -> torch.Tensor:
+        """Evaluate and append the row (train_loss, val_loss, val_acc, test_acc): shape (4, N)."""
+        if self.since_eval:
+            train_loss = self.running / self.since_eval
+        else:
+            train_loss = torch.full((self.n,), math.nan, device=self.device)
+        self.records.append((step, torch.cat([train_loss.unsqueeze(0), self.evaluate()])))
+        self.running, self.since_eval = torch.zeros(self.n, device=self.device), 0
+        return self.records[-1][1]
+
+    def step_done(self, done: int, losses: torch.Tensor) -> bool:
+        """Account for the step that brought training to ``done``; False once all diverged."""
+        self.running += losses
+        self.since_eval += 1
+        self._checkpoint(done)
+        if done % self.cfg.eval_every and done != self.cfg.steps:
+            return True
+        self.bar.update(done - self.start_step - self.bar.n)
+        row = self._record(done)
+        finite = torch.isfinite(row[:2]).all(0)
+        # The evaluation's one transfer: who diverged just now, and the mean accuracy to show.
+        *newly, val_acc = torch.cat([self.alive & ~finite, row[2].mean().unsqueeze(0)]).tolist()
+        if any(newly):
+            states = self.snapshot()
+            for i, is_new in enumerate(newly):
+                if is_new:
+                    self.diverged_at[i], self.frozen[i] = done, states[i]
+        self.alive &= finite
+        self.bar.set_postfix(val_acc=f"{val_acc:.2%}", refresh=False)
+        return bool(self.alive.any())
+
+    def results(self, models: Sequence[nn.Module], what: str) -> list[TrainResult]:
+        """One ``TrainResult`` per member; a diverged member's model gets its frozen weights."""
+        import pandas as pd
+
+        wall = time.perf_counter() - self.started
+        steps = [s for s, _ in self.records]
+        # (evals, 4, N): one transfer at the end; float64, like a history of Python floats.
+        table = torch.stack([r for _, r in self.records]).cpu().double()
+        results = []
+        for i, model in enumerate(models):
+            if i in self.frozen:
+                model.load_state_dict(self.frozen[i])
+            history = pd.DataFrame(
+                {
+                    "step": steps,
+                    **{c: table[:, j, i].numpy() for j, c in enumerate(_METRICS)},
+                }
+            )
+            message = ""
+            if self.diverged_at[i] is not None:
+                who = "training" if self.n == 1 else f"{what} {i}"
+                message = (
+                    f"{who} diverged by step {self.diverged_at[i]}: the loss became NaN or "
+                    f"infinite. Lower the learning rate (lr={self.cfg.lr:g}) or check the data "
+                    "for NaNs."
+                )
+                history = history[history["step"] <= self.diverged_at[i]].reset_index(drop=True)
+                warnings.warn(message, RuntimeWarning, stacklevel=3)
+            results.append(
+                TrainResult(
+                    history=history,
+                    config=self.cfg,
+                    checkpoints=self.checkpoints[i],
+                    diverged=self.diverged_at[i] is not None,
+                    message=message,
+                    wall_time=wall,
+                    model=model,
+                )
+            )
+        return results
+
+
+_METRICS = ("train_loss", "val_loss", "val_acc", "test_acc")
 
 
 def train(
@@ -415,85 +553,29 @@ def train(
     from tqdm.auto import tqdm
 
     cfg = _as_config(config, overrides)
-    if not 0 <= start_step <= cfg.steps:
-        raise ValueError(f"start_step={start_step} must lie in [0, steps={cfg.steps}]")
+    check_steps(cfg, start_step, checkpoint_steps)
     X, y = data.train
     dev = X.device
     model.to(dev)
     chunk = max(cfg.batch_size, 1000)
-    wanted_checkpoints = set(checkpoint_steps)
-    bad = [s for s in wanted_checkpoints if not start_step <= s <= cfg.steps]
-    if bad:
-        raise ValueError(f"checkpoint_steps {sorted(bad)} lie outside [start_step, steps]")
-
     step_once = TrainStep(model, cfg, mask=mask, grad_mask=grad_mask)
+    n_val, n_test = len(data.val.y), len(data.test.y)
 
-    checkpoints: dict[int, dict[str, torch.Tensor]] = {}
-    records: list[tuple[int, list[float]]] = []
-    running = torch.zeros((), device=dev)
-    since_eval = 0
-    diverged, message = False, ""
-    started = time.perf_counter()
-
-    def snapshot() -> dict[str, torch.Tensor]:
-        return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-    def record(step: int) -> bool:
-        """Evaluate, append a history row, and say whether the losses are still finite."""
-        nonlocal running, since_eval
-        n_val, n_test = len(data.val.y), len(data.test.y)
+    def evaluate_now() -> torch.Tensor:
         val = _eval_sums(model, *data.val, chunk)
         test = _eval_sums(model, *data.test, chunk)
-        train_loss = running / max(since_eval, 1)
-        row = torch.stack([train_loss, val[0] / n_val, val[1] / n_val, test[1] / n_test]).tolist()
-        if not since_eval:
-            row[0] = math.nan
-        records.append((step, row))
-        finite = math.isfinite(row[1]) and (not since_eval or math.isfinite(row[0]))
-        running, since_eval = torch.zeros((), device=dev), 0
-        bar.set_postfix(val_acc=f"{row[2]:.2%}", refresh=False)
-        return finite
+        return torch.stack([val[0] / n_val, val[1] / n_val, test[1] / n_test]).unsqueeze(1)
+
+    def snapshot() -> list[dict[str, torch.Tensor]]:
+        return [{k: v.detach().clone() for k, v in model.state_dict().items()}]
 
     bar = tqdm(total=cfg.steps - start_step, disable=not progress, desc="train", leave=False)
     model.train()
-    step = start_step
-    if step in wanted_checkpoints:
-        checkpoints[step] = snapshot()
-    if not record(step):
-        raise ValueError(
-            "the model's loss is NaN or infinite before training; check the data and weights"
-        )
+    recorder = Recorder(1, cfg, start_step, checkpoint_steps, evaluate_now, snapshot, dev, bar)
     batches = batch_indices(len(y), cfg.batch_size, data_seed, start_step, cfg.steps, dev)
     for step, idx in enumerate(batches, start=start_step):
-        running += step_once(X.index_select(0, idx), y.index_select(0, idx), cfg.lr_at(step))
-        since_eval += 1
-        done = step + 1
-        if done in wanted_checkpoints:
-            checkpoints[done] = snapshot()
-        if done % cfg.eval_every == 0 or done == cfg.steps:
-            bar.update(done - start_step - bar.n)
-            if not record(done):
-                diverged = True
-                message = (
-                    f"training diverged by step {done}: the loss became NaN or infinite. "
-                    f"Lower the learning rate (lr={cfg.lr:g}) or check the data for NaNs."
-                )
-                break
+        loss = step_once(X.index_select(0, idx), y.index_select(0, idx), cfg.lr_at(step))
+        if not recorder.step_done(step + 1, loss.unsqueeze(0)):
+            break
     bar.close()
-    history = pd.DataFrame(
-        [(s, *row) for s, row in records],
-        columns=["step", "train_loss", "val_loss", "val_acc", "test_acc"],
-    )
-    if diverged:
-        import warnings
-
-        warnings.warn(message, RuntimeWarning, stacklevel=2)
-    return TrainResult(
-        history=history,
-        config=cfg,
-        checkpoints=checkpoints,
-        diverged=diverged,
-        message=message,
-        wall_time=time.perf_counter() - started,
-        model=model,
-    )
+    return recorder.results([model], "member")[0]
