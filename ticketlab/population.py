@@ -199,10 +199,12 @@ def _stack(models: Sequence[nn.Module], device: torch.device):
 
 
 def prefers_population(models: Sequence[nn.Module], device: torch.device) -> bool:
-    """Whether a population trains ``models`` faster than ``train`` one by one, as measured
-    (``benchmarks/population.py``, RESULTS.md): MLPs everywhere; other models (through
-    ``torch.func``) only on a GPU, since on a CPU their batched convolutions lose to one network
-    at a time through ``train`` (conv4 and ResNet-8 at N = 4 and 8)."""
+    """Whether ``train_many`` trains ``models`` as a population by default: MLPs everywhere (the
+    batched-matmul path, 2.1× sequential at N = 8 on 2 CPU cores); other models (``torch.func``)
+    on a GPU. On a CPU they train one by one: conv4 measured 0.86–0.90× sequential there, and
+    ResNet-8 1.18–1.26× (``benchmarks/population.py``, 2026-12-02), but switching the BatchNorm
+    lab to populations changes its committed numbers in the last bits, so that switch is left to
+    the work on the workbook's running time, which re-runs the labs anyway."""
     if not models or not all(supports(m) for m in models):
         return False
     return _layers(models[0]) is not None or torch.device(device).type == "cuda"
