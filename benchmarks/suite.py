@@ -58,6 +58,9 @@ BENCHMARKS = {
             "population:mlp_paths",
         ),
         Benchmark("pruning", "Pruning cost, share of a round", "pruning:run"),
+        Benchmark(
+            "contention", "Two training jobs on two cores, per thread setting", "contention:run"
+        ),
         Benchmark("imp_quick", "IMP lenet_mnist_paper, quick budget", "imp:quick"),
         Benchmark("imp_full", "IMP lenet_mnist_paper, full budget", "imp:full"),
         Benchmark("paper_figure", "Paper-scale LeNet figure (GPU)", "imp:paper_figure"),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -118,3 +121,31 @@ def test_generator_matches_torch_manual_seed():
 def test_generator_rejects_bad_seeds(seed):
     with pytest.raises(ValueError, match="non-negative int"):
         config.generator(seed)
+
+
+def test_threads_sets_torch_from_the_environment_and_leaves_it_alone_unset(monkeypatch):
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.delenv("TICKETLAB_THREADS", raising=False)
+        torch.set_num_threads(2)
+        assert config.threads() is None and torch.get_num_threads() == 2
+        monkeypatch.setenv("TICKETLAB_THREADS", "1")
+        assert config.threads() == 1 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two", "1.5"])
+def test_a_bad_thread_count_names_the_fix(monkeypatch, value):
+    monkeypatch.setenv("TICKETLAB_THREADS", value)
+    before = torch.get_num_threads()
+    with pytest.raises(ValueError, match=rf"TICKETLAB_THREADS='{value}' is not a thread count"):
+        config.threads()
+    assert torch.get_num_threads() == before
+
+
+def test_importing_ticketlab_applies_the_thread_count():
+    code = "import ticketlab, torch; print(torch.get_num_threads())"
+    env = {**os.environ, "TICKETLAB_THREADS": "1", "OMP_NUM_THREADS": "2"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == "1", out.stderr

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import importlib
 
-from .config import budget, cache_dir, device, generator, quick
+from .config import budget, cache_dir, device, generator, quick, threads
 from .data import Dataset, Split, mnist, xor
 from .masks import Mask
 from .models import conv4, lenet_300_100, resnet, xor_mlp
@@ -34,6 +34,8 @@ from .rewinding import control, rewind
 from .training import TrainConfig, TrainResult, evaluate, train
 
 __version__ = "0.1.0"
+
+threads()  # TICKETLAB_THREADS, if set, before anything runs
 
 _LAZY_MODULES = {
     "audit",
@@ -117,6 +119,7 @@ __all__ = [
     "seeds",
     "sparsity",
     "stats",
+    "threads",
     "timing",
     "train",
     "train_population",

@@ -6,6 +6,8 @@ Everything that depends on the environment is read here, at call time, so a note
 * ``TICKETLAB_DEVICE``: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``; overrides auto-detection.
 * ``TICKETLAB_QUICK=1``: every experiment uses its quick budget (fewer steps, rounds and seeds).
 * ``TICKETLAB_CACHE``: the folder for datasets and cached experiment results.
+* ``TICKETLAB_THREADS``: PyTorch's thread count for this process, set when ticketlab is imported
+  (``threads``); unset, PyTorch's default (every core).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["budget", "cache_dir", "device", "generator", "quick"]
+__all__ = ["budget", "cache_dir", "device", "generator", "quick", "threads"]
 
 
 def device(name: str | torch.device | None = None) -> torch.device:
@@ -39,6 +41,25 @@ def device(name: str | torch.device | None = None) -> torch.device:
     if torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def threads() -> int | None:
+    """``$TICKETLAB_THREADS`` as a positive int, applied with ``torch.set_num_threads``; None (and
+    nothing changed) when it is unset. ``import ticketlab`` calls this once.
+
+    One thread per process is what two jobs on two cores want (README, "Threads"); the thread
+    count can change results in the last bits, so it is a choice, never a silent default.
+    """
+    value = os.environ.get("TICKETLAB_THREADS", "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(
+            f"TICKETLAB_THREADS={value!r} is not a thread count; set it to a positive integer "
+            "such as 1, or unset it for PyTorch's default"
+        )
+    torch.set_num_threads(int(value))
+    return int(value)
 
 
 def quick() -> bool:
