@@ -14,6 +14,8 @@ from ticketlab import cache as cache_module
 from ticketlab.cache import CacheWarning, ResultCache
 
 RECIPE = "model.name='xor_mlp';train.steps=10"
+CODE = "0123456789abcdef"  # a results version (ticketlab.versions)
+AT = {"seed": 0, "round": 1, "kind": "ticket"}  # an entry's coordinates
 
 
 def payload(device="cpu") -> dict:
@@ -50,45 +52,52 @@ def files(folder) -> list[str]:
 
 
 def test_round_trip(tmp_path, device):
-    store = ResultCache(tmp_path / "run", RECIPE)
+    store = ResultCache(tmp_path / "run", RECIPE, CODE)
     original = payload(device)
-    store.save("seed0/round01_ticket", original)
+    store.save("seed0/round01_ticket", original, AT)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a good entry loads without any warning
-        loaded = store.load("seed0/round01_ticket")
+        loaded = store.load("seed0/round01_ticket", coordinates=AT)
     assert_same(loaded, original)
     assert loaded["weights"]["fc1.weight"].device.type == "cpu"
-    on_device = store.load("seed0/round01_ticket", device=device)
+    on_device = store.load("seed0/round01_ticket", device=device, coordinates=AT)
     assert on_device["weights"]["fc1.weight"].device.type == device.type
     assert original["weights"]["fc1.weight"].device.type == device.type  # input untouched
 
 
 def test_layout_and_manifest(tmp_path):
-    store = ResultCache(tmp_path, RECIPE)
-    store.save("a/b", payload())
+    store = ResultCache(tmp_path, RECIPE, CODE)
+    store.save("a/b", payload(), AT)
     assert files(tmp_path) == ["b.json", "b.pt"]
     manifest = json.loads((tmp_path / "a" / "b.json").read_text())
     sha = hashlib.sha256((tmp_path / "a" / "b.pt").read_bytes()).hexdigest()
-    assert manifest == {"format": cache_module.FORMAT_VERSION, "sha256": sha, "recipe": RECIPE}
+    assert manifest == {
+        "format": cache_module.FORMAT_VERSION,
+        "sha256": sha,
+        "recipe": RECIPE,
+        "code": CODE,
+        "coordinates": AT,
+        "versions": {"ticketlab": "0.1.0", "torch": torch.__version__},
+    }
     assert repr(store) == f"ResultCache({str(tmp_path)!r})"
 
 
 def test_absent_entry_is_none_without_warning(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert ResultCache(tmp_path / "nothing", RECIPE).load("x") is None
+        assert ResultCache(tmp_path / "nothing", RECIPE, CODE).load("x", coordinates=AT) is None
 
 
 def test_save_overwrites_and_leaves_no_temporary_files(tmp_path):
-    store = ResultCache(tmp_path, RECIPE)
-    store.save("x", {"v": torch.zeros(3)})
-    store.save("x", {"v": torch.ones(3)})
+    store = ResultCache(tmp_path, RECIPE, CODE)
+    store.save("x", {"v": torch.zeros(3)}, AT)
+    store.save("x", {"v": torch.ones(3)}, AT)
     assert files(tmp_path) == ["x.json", "x.pt"]
-    assert torch.equal(store.load("x")["v"], torch.ones(3))
+    assert torch.equal(store.load("x", coordinates=AT)["v"], torch.ones(3))
 
 
 def test_interrupted_write_leaves_nothing_half_written(tmp_path, monkeypatch):
-    store = ResultCache(tmp_path, RECIPE)
+    store = ResultCache(tmp_path, RECIPE, CODE)
 
     def explode(obj, f):
         f.write(b"partial bytes")
@@ -96,23 +105,23 @@ def test_interrupted_write_leaves_nothing_half_written(tmp_path, monkeypatch):
 
     monkeypatch.setattr(cache_module.torch, "save", explode)
     with pytest.raises(KeyboardInterrupt):
-        store.save("x", payload())
+        store.save("x", payload(), AT)
     assert files(tmp_path) == []  # neither the temp file nor a partial payload remain
     monkeypatch.undo()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert store.load("x") is None
+        assert store.load("x", coordinates=AT) is None
 
 
 def saved(tmp_path) -> ResultCache:
-    store = ResultCache(tmp_path, RECIPE)
-    store.save("cell", payload())
+    store = ResultCache(tmp_path, RECIPE, CODE)
+    store.save("cell", payload(), AT)
     return store
 
 
 def expect_unusable(store: ResultCache, tmp_path, match: str) -> None:
     with pytest.warns(CacheWarning, match=match):
-        assert store.load("cell") is None
+        assert store.load("cell", coordinates=AT) is None
     assert files(tmp_path) == []  # both files deleted, so the next run recomputes
 
 
@@ -152,14 +161,33 @@ def test_unreadable_manifest_is_detected(tmp_path):
 
 def test_other_recipe_is_not_served(tmp_path):
     saved(tmp_path)
-    other = ResultCache(tmp_path, RECIPE + ";train.lr=0.1")
+    other = ResultCache(tmp_path, RECIPE + ";train.lr=0.1", CODE)
     expect_unusable(other, tmp_path, "different recipe")
+
+
+def test_results_of_other_code_are_not_served(tmp_path):
+    saved(tmp_path)
+    other = ResultCache(tmp_path, RECIPE, "fedcba9876543210")
+    expect_unusable(other, tmp_path, "computed by other code .* changed or upgraded")
+
+
+def test_an_entry_copied_to_another_cells_place_is_not_served(tmp_path):
+    store = saved(tmp_path)
+    with pytest.warns(CacheWarning, match=r"holds the entry .*'seed': 0.*not .*'seed': 1"):
+        assert store.load("cell", coordinates={**AT, "seed": 1}) is None
+    assert files(tmp_path) == []
+
+
+def test_a_payload_without_the_needed_keys_is_not_served(tmp_path):
+    store = saved(tmp_path)
+    with pytest.warns(CacheWarning, match=r"payload lacks \['rewind_point'\]"):
+        assert store.load("cell", coordinates=AT, required=["mask", "rewind_point"]) is None
 
 
 def test_other_format_version_is_not_served(tmp_path, monkeypatch):
     store = saved(tmp_path)
     monkeypatch.setattr(cache_module, "FORMAT_VERSION", cache_module.FORMAT_VERSION + 1)
-    expect_unusable(store, tmp_path, r"format 1, expected 2")
+    expect_unusable(store, tmp_path, r"format 2, expected 3")
 
 
 class Exploit:
@@ -173,7 +201,7 @@ class Exploit:
 
 
 def test_pickled_objects_are_refused_not_executed(tmp_path, tmp_path_factory):
-    store = ResultCache(tmp_path, RECIPE)
+    store = ResultCache(tmp_path, RECIPE, CODE)
     marker = tmp_path_factory.mktemp("elsewhere") / "pwned"
     path = tmp_path / "cell.pt"
     torch.save({"row": Exploit(marker)}, path)
@@ -182,6 +210,8 @@ def test_pickled_objects_are_refused_not_executed(tmp_path, tmp_path_factory):
         "format": cache_module.FORMAT_VERSION,
         "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
         "recipe": RECIPE,
+        "code": CODE,
+        "coordinates": AT,
     }
     (tmp_path / "cell.json").write_text(json.dumps(manifest))
     expect_unusable(store, tmp_path, "cannot be read")

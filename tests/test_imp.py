@@ -145,6 +145,30 @@ def test_corrupted_cell_is_detected_and_recomputed(lenet, tmp_path):
     assert_tables_close(again.table, first.table)
 
 
+def test_a_cell_copied_over_another_is_detected_and_recomputed(lenet, tmp_path):
+    """The cache knows which cell an entry is: seed 0's cell in seed 1's place is not served."""
+    _, _, first = lenet
+
+    def copy_seed0_over_seed1(folder):
+        for suffix in (".pt", ".json"):
+            name = f"round01_reinit{suffix}"
+            shutil.copy(folder / "seed0" / name, folder / "seed1" / name)
+
+    with pytest.warns(CacheWarning, match=r"seed1/round01_reinit\.pt is unusable: it holds the"):
+        _, again = rerun(lenet, tmp_path, copy_seed0_over_seed1)
+    assert again.cached_cells == 13
+    assert_tables_close(again.table, first.table)
+
+
+def test_cells_of_other_code_are_recomputed(lenet, tmp_path, monkeypatch):
+    import ticketlab.imp as imp_module
+
+    monkeypatch.setattr(imp_module, "results_version", lambda module: "another-version")
+    with pytest.warns(CacheWarning, match="computed by other code"):
+        _, again = rerun(lenet, tmp_path)
+    assert again.cached_cells == 0
+
+
 def test_population_and_sequential_training_agree(lenet, tmp_path):
     recipe, _, first = lenet
     sequential = run(

@@ -250,12 +250,12 @@ def test_weak_effect_simulation_is_a_pure_function_of_its_seed_and_mixes_verdict
 
 
 def test_fingerprint_ignores_formatting_and_docstrings_but_not_code():
-    from ticketlab.audit.runner import _code_shape
+    from ticketlab.versions import code_shape
 
     plain = "def f(x):\n    return x + 1\n"
     dressed = 'def f(x):\n    """Add one."""\n\n    return (x + 1)  # why\n'
-    assert _code_shape(plain) == _code_shape(dressed)
-    assert _code_shape(plain) != _code_shape("def f(x):\n    return x + 2\n")
+    assert code_shape(plain) == code_shape(dressed)
+    assert code_shape(plain) != code_shape("def f(x):\n    return x + 2\n")
 
 
 @pytest.mark.parametrize(

@@ -36,6 +36,7 @@ from .population import train_many
 from .recipes import Recipe, get
 from .rewinding import CONTROLS, control, rewind
 from .stats import seed_list
+from .versions import results_version
 
 __all__ = ["ImpResult", "derive_seed", "run"]
 
@@ -168,7 +169,9 @@ def run(
         raise ValueError(f"rewind_step={k} must be smaller than steps={rec.train.steps}")
     dev = pick_device(device)
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "imp"
-    cache = ResultCache(root / f"{rec.key}-{mode}", f"{rec.canonical};mode={mode}")
+    cache = ResultCache(
+        root / f"{rec.key}-{mode}", f"{rec.canonical};mode={mode}", results_version("ticketlab.imp")
+    )
     state = _Run(rec, mode, cache, rec.data.load(dev), dev)
     for round_ in tqdm(range(rounds + 1), desc=f"IMP {rec.name or rec.key}", disable=not progress):
         jobs = []
@@ -214,7 +217,10 @@ class _Run:
 
     def load(self, seed: int, round_: int, kind: str) -> bool:
         """Take the cell from the cache if it is there; say whether it was."""
-        entry = self.cache.load(_cell(seed, round_, kind), self.dev)
+        entry = self.cache.load(
+            _cell(seed, round_, kind), self.dev,
+            coordinates=self._coordinates(seed, round_, kind), required=self._needs(kind),
+        )  # fmt: skip
         if entry is None:
             return False
         self.cached += 1
@@ -261,8 +267,24 @@ class _Run:
             weights = result.model.state_dict() if keep else None
             self._remember(seed, kind, point, weights)
             payload = _payload(result, cell_mask, keep, point)
-            self.cache.save(_cell(seed, round_, kind), payload)
+            self.cache.save(
+                _cell(seed, round_, kind), payload, self._coordinates(seed, round_, kind)
+            )
             self._record(seed, round_, kind, cell_mask, result.summary(), result.history)
+
+    def _coordinates(self, seed: int, round_: int, kind: str) -> dict:
+        """Which cell an entry is: its manifest names them and a load checks them."""
+        return {"recipe": self.rec.key, "mode": self.mode, "seed": seed, "round": round_,
+                "kind": kind}  # fmt: skip
+
+    def _needs(self, kind: str) -> list[str]:
+        """The payload keys this run reads back from a cell of ``kind``."""
+        keys = ["row", "history", "mask"]
+        if kind == "dense":
+            keys += ["rewind_point", "weights"]
+        elif kind == "ticket" and self.mode == "iterative":
+            keys.append("weights")
+        return keys
 
     def _remember(self, seed: int, kind: str, point, weights) -> None:
         """Keep what later rounds need: the dense cell's rewind point, and the weights the next

@@ -9,7 +9,6 @@ unchanged (``code_fingerprint``); ``collect`` folds them into ``ticketlab/robust
 from __future__ import annotations
 
 import argparse
-import ast
 import dataclasses
 import hashlib
 import inspect
@@ -18,40 +17,24 @@ import os
 import platform
 import subprocess
 import sys
-import textwrap
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..versions import PRESENTATION_ONLY, code_shape
 from .checks import CHECKS, VARIANTS, Variant, required_variants
 from .lookup import TABLE_JSON
 
 PACKAGE = Path(__file__).resolve().parent.parent
 
 
-_PRESENTATION_ONLY = {"plots.py", "widgets.py"}
-"""Modules that draw and display but never compute an outcome: editing them keeps results.
+_PRESENTATION_ONLY = {f"{name.rpartition('.')[2]}.py" for name in PRESENTATION_ONLY}
+"""File names of the modules that draw and display but never compute an outcome
+(``ticketlab.versions.PRESENTATION_ONLY``): editing them keeps results.
 
 The audit package counts only through its checks' ``compute``, ``outcomes`` and ``select``, so that
 editing the table's layout or the notes does not invalidate the stored runs either."""
-
-
-def _code_shape(source: str) -> str:
-    """The syntax tree of ``source`` without docstrings: formatting, comments and docstrings
-    change no result, so they do not change the fingerprint either."""
-    tree = ast.parse(textwrap.dedent(source))
-    for node in ast.walk(tree):
-        body = getattr(node, "body", None)
-        if (
-            isinstance(body, list)
-            and body
-            and isinstance(body[0], ast.Expr)
-            and isinstance(body[0].value, ast.Constant)
-            and isinstance(body[0].value.value, str)
-        ):
-            node.body = body[1:] or [ast.Pass()]
-    return ast.dump(tree, annotate_fields=False)
 
 
 def code_fingerprint(notebook: str) -> str:
@@ -70,13 +53,13 @@ def code_fingerprint(notebook: str) -> str:
             continue
         for function in (entry.compute, entry.outcomes, entry.select):
             if function is not None:
-                digest.update(_code_shape(inspect.getsource(function)).encode())
+                digest.update(code_shape(inspect.getsource(function)).encode())
     audit = Path(__file__).resolve().parent
     for path in sorted(PACKAGE.rglob("*.py")):
         if path.name in _PRESENTATION_ONLY or path.parent == audit:
             continue
         digest.update(path.relative_to(PACKAGE).as_posix().encode())
-        digest.update(_code_shape(path.read_text()).encode())
+        digest.update(code_shape(path.read_text()).encode())
     return digest.hexdigest()[:16]
 
 
