@@ -307,6 +307,22 @@ window.__labcheck = {
     const d = document.querySelector('.jp-Dialog');
     return d ? d.innerText : null;
   },
+  running() {
+    // Code cells queued or running, from the model: a cell whose input is collapsed (an
+    // exercise's solution) shows no prompt in the page, so prompts() cannot see it waiting.
+    const p = this.panel();
+    if (!p) return null;
+    return p.content.widgets.filter(
+      c => c.model.type === 'code' && c.model.executionState === 'running').length;
+  },
+  settled(polls) {
+    // True once the kernel has been idle with nothing queued for ``polls`` checks in a row: the
+    // kernel reports idle for a moment between two queued cells of a Run All.
+    const quiet = this.kernelStatus() === 'idle' && this.running() === 0
+      && !this.prompts().includes('[*]:');
+    this.quietPolls = quiet ? (this.quietPolls || 0) + 1 : 0;
+    return this.quietPolls >= polls;
+  },
   prompts() {
     const p = this.panel();
     if (!p) return null;
@@ -518,15 +534,13 @@ def run_notebook(
     page.wait_for_function(
         "() => window.__labcheck.prompts().some(p => p !== '[ ]:' && p !== '')", timeout=30_000
     )
-    # Done when nothing is queued or running and the kernel is idle (an error stops Run All and
-    # blanks the queued prompts, so this also ends a failing run).
+    # Done when nothing is queued or running and the kernel is idle, for four checks in a row
+    # (a second): between two queued cells the kernel is idle for a moment. An error stops Run
+    # All and un-queues the rest, so this also ends a failing run.
     timed_out = None
     try:
         page.wait_for_function(
-            "() => window.__labcheck.kernelStatus() === 'idle'"
-            " && !window.__labcheck.prompts().includes('[*]:')",
-            timeout=timeout * 1000,
-            polling=250,
+            "() => window.__labcheck.settled(4)", timeout=timeout * 1000, polling=250
         )
     except PlaywrightTimeout:
         timed_out = timeout
