@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
+import numpy as np
 import pytest
 import torch
 
@@ -161,6 +162,21 @@ def test_integer_rate_is_the_same_recipe_as_the_float():
     assert PruneSpec(layer_rates={"out.weight": 0}) == PruneSpec(layer_rates={"out.weight": 0.0})
     openlth = recipes.get("lenet_mnist_openlth", budget="full")
     assert openlth.replace(layer_rates={"out.weight": 0}).key == openlth.key
+
+
+@pytest.mark.parametrize(
+    "spelling", [1, 1.0, np.float64(1), np.float32(1), np.int64(1)], ids=lambda v: repr(v)
+)
+def test_a_number_has_one_spelling_in_the_key(spelling):
+    # The issue that made this a rule: lr=1 and lr=1.0 (and NumPy floats) used to hash apart.
+    recipe = recipes.get("lenet_mnist_paper", budget="quick", lr=spelling)
+    assert "train.lr=1.0" in recipe.canonical.split(";")
+    assert recipe.key == recipes.get("lenet_mnist_paper", budget="quick", lr=1.0).key
+
+
+def test_an_int_field_is_written_as_an_int():
+    recipe = Recipe(train=TrainConfig(steps=500, milestones=(np.int64(100),)))
+    assert recipe.canonical == "train.milestones=(100,);train.steps=500"
 
 
 def test_model_spec_builds_each_model():

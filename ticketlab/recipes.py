@@ -16,6 +16,7 @@ picks by ``ticketlab.quick()`` unless ``budget="quick"|"full"`` is given.
 from __future__ import annotations
 
 import hashlib
+import numbers
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 
@@ -136,14 +137,18 @@ class Recipe:
 
     @property
     def canonical(self) -> str:
-        """Sorted ``part.field=value`` pairs for every non-default field, joined by ``;``."""
+        """Sorted ``part.field=value`` pairs for every non-default field, joined by ``;``.
+
+        A number is written in the type of the field's default, so equal settings share a key:
+        ``lr=1``, ``lr=1.0`` and ``lr=np.float64(1)`` all read ``train.lr=1.0``.
+        """
         items = []
         for part, cls in _PARTS.items():
             spec, default = getattr(self, part), cls()
             for f in fields(cls):
-                value = getattr(spec, f.name)
-                if value != getattr(default, f.name):
-                    items.append(f"{part}.{f.name}={value!r}")
+                value, standard = getattr(spec, f.name), getattr(default, f.name)
+                if value != standard:
+                    items.append(f"{part}.{f.name}={_canonical_number(value, standard)!r}")
         return ";".join(sorted(items))
 
     @property
@@ -157,6 +162,18 @@ class Recipe:
 
 
 _OWNER = {f.name: part for part, cls in _PARTS.items() for f in fields(cls)}
+
+
+def _canonical_number(value, standard):
+    """``value`` as a plain Python number of ``standard``'s type (float or int) when it is a real
+    number (NumPy scalars included); anything else unchanged."""
+    if isinstance(value, bool) or isinstance(standard, bool):
+        return value
+    if isinstance(value, numbers.Real) and isinstance(standard, float):
+        return float(value)
+    if isinstance(value, numbers.Integral) and isinstance(standard, int):
+        return int(value)
+    return value
 
 
 def _lenet_paper(budget: str) -> Recipe:
