@@ -223,7 +223,7 @@ def train_population(
     progress: bool = True,
     **overrides,
 ) -> list[TrainResult]:
-    """Train N same-architecture MLPs at once; each is updated in place. Returns N ``TrainResult``s.
+    """Train N same-architecture models at once, each in place; returns N ``TrainResult``s.
 
     Args mirror ``train`` and follow its contract (``ticketlab.training.Recorder``): ``masks[i]``,
     ``grad_masks[i]`` and ``data_seeds[i]`` belong to member i (default: none, none, data seed i).
@@ -300,7 +300,7 @@ def train_population(
     bar.close()
     for i, model in enumerate(models):
         model.load_state_dict(net.state(i))
-    return recorder.results(models, "member")
+    return recorder.results(models)
 
 
 def _freeze_as_train_does(net, models, grad_masks) -> list:

@@ -475,7 +475,7 @@ class Recorder:
         self.bar.set_postfix(val_acc=f"{val_acc:.2%}", refresh=False)
         return bool(self.alive.any())
 
-    def results(self, models: Sequence[nn.Module], what: str) -> list[TrainResult]:
+    def results(self, models: Sequence[nn.Module]) -> list[TrainResult]:
         """One ``TrainResult`` per member; a diverged member's model gets its frozen weights."""
         import pandas as pd
 
@@ -495,7 +495,7 @@ class Recorder:
             )
             message = ""
             if self.diverged_at[i] is not None:
-                who = "training" if self.n == 1 else f"{what} {i}"
+                who = "training" if self.n == 1 else f"member {i}"
                 message = (
                     f"{who} diverged by step {self.diverged_at[i]}: the loss became NaN or "
                     f"infinite. Lower the learning rate (lr={self.cfg.lr:g}) or check the data "
@@ -578,4 +578,4 @@ def train(
         if not recorder.step_done(step + 1, loss.unsqueeze(0)):
             break
     bar.close()
-    return recorder.results([model], "member")[0]
+    return recorder.results([model])[0]
