@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import warnings
 from pathlib import Path
 
@@ -97,13 +98,14 @@ def test_save_overwrites_and_leaves_no_temporary_files(tmp_path):
 
 
 def test_interrupted_write_leaves_nothing_half_written(tmp_path, monkeypatch):
+    import ticketlab.atomic as atomic_module
+
     store = ResultCache(tmp_path, RECIPE, CODE)
 
-    def explode(obj, f):
-        f.write(b"partial bytes")
+    def killed(fd):  # the payload's bytes are in the temporary file; the move never happens
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cache_module.torch, "save", explode)
+    monkeypatch.setattr(atomic_module.os, "fsync", killed)
     with pytest.raises(KeyboardInterrupt):
         store.save("x", payload(), AT)
     assert files(tmp_path) == []  # neither the temp file nor a partial payload remain
@@ -186,8 +188,9 @@ def test_a_payload_without_the_needed_keys_is_not_served(tmp_path):
 
 def test_other_format_version_is_not_served(tmp_path, monkeypatch):
     store = saved(tmp_path)
-    monkeypatch.setattr(cache_module, "FORMAT_VERSION", cache_module.FORMAT_VERSION + 1)
-    expect_unusable(store, tmp_path, r"format 2, expected 3")
+    written = cache_module.FORMAT_VERSION
+    monkeypatch.setattr(cache_module, "FORMAT_VERSION", written + 1)
+    expect_unusable(store, tmp_path, rf"format {written}, expected {written + 1}")
 
 
 class Exploit:
@@ -224,3 +227,150 @@ def test_the_exploit_would_run_under_an_unrestricted_load(tmp_path):
     torch.save({"row": Exploit(marker)}, tmp_path / "cell.pt")
     torch.load(tmp_path / "cell.pt", weights_only=False)
     assert marker.exists()
+
+
+# -- layout damage: unusable and recomputed, never a crash -------------------------------------
+
+
+def test_a_folder_in_an_entrys_place_is_unusable_and_removed(tmp_path):
+    store = ResultCache(tmp_path, RECIPE, CODE)
+    (tmp_path / "cell.pt").mkdir()
+    (tmp_path / "cell.pt" / "inside").write_text("x")
+    with pytest.warns(CacheWarning, match="a folder stands where"):
+        assert store.load("cell", coordinates=AT) is None
+    assert not (tmp_path / "cell.pt").exists()
+    store.save("cell", payload(), AT)  # the place is usable again
+    assert_same(store.load("cell", coordinates=AT), payload())
+
+
+def test_a_folder_in_a_manifests_place_is_replaced_on_save(tmp_path):
+    store = ResultCache(tmp_path, RECIPE, CODE)
+    (tmp_path / "cell.json").mkdir()
+    with pytest.warns(CacheWarning, match="is a folder in a cache entry's place"):
+        store.save("cell", payload(), AT)
+    assert_same(store.load("cell", coordinates=AT), payload())
+
+
+def test_a_file_where_a_folder_should_be_is_replaced_on_save(tmp_path):
+    store = ResultCache(tmp_path, RECIPE, CODE)
+    (tmp_path / "seed1").write_text("not a folder")
+    assert store.load("seed1/cell", coordinates=AT) is None  # absent, not a crash
+    with pytest.warns(CacheWarning, match="seed1 is a file where the cache needs a folder"):
+        store.save("seed1/cell", payload(), AT)
+    assert_same(store.load("seed1/cell", coordinates=AT), payload())
+
+
+def test_a_payload_that_is_not_a_dict_is_not_served(tmp_path):
+    store = ResultCache(tmp_path, RECIPE, CODE)
+    store.save("cell", payload(), AT)
+    data = tmp_path / "cell.pt"
+    torch.save([1, 2, 3], data)  # checksum made to match: only the structure is wrong
+    manifest = json.loads((tmp_path / "cell.json").read_text())
+    manifest["sha256"] = hashlib.sha256(data.read_bytes()).hexdigest()
+    (tmp_path / "cell.json").write_text(json.dumps(manifest))
+    expect_unusable(store, tmp_path, "the payload is a list, not a dict")
+
+
+def test_a_payload_the_callers_check_rejects_is_not_served(tmp_path):
+    store = saved(tmp_path)
+    with pytest.warns(CacheWarning, match="unusable: its mask has the wrong shape"):
+        assert (
+            store.load("cell", coordinates=AT, check=lambda p: "its mask has the wrong shape")
+            is None
+        )
+    assert files(tmp_path) == []
+    store = saved(tmp_path)
+    assert store.load("cell", coordinates=AT, check=lambda p: None) is not None
+
+
+def test_locking_removes_orphaned_temporary_files_of_its_entries_only(tmp_path):
+    store = saved(tmp_path)
+    orphans = [tmp_path / ".cell.pt.abc123.tmp", tmp_path / ".cell.json.def456.tmp"]
+    other = tmp_path / ".other.pt.xyz789.tmp"
+    for path in [*orphans, other]:
+        path.write_bytes(b"left by a killed run")
+    with store.lock(["cell"]):
+        assert not any(p.exists() for p in orphans)
+    assert other.exists()  # another entry's write may still be in progress
+    assert store.load("cell", coordinates=AT) is not None
+
+
+def test_a_lock_is_exclusive_across_processes(tmp_path):
+    import subprocess
+    import sys
+
+    store = ResultCache(tmp_path, RECIPE, CODE)
+    probe = (
+        "import sys; from filelock import FileLock, Timeout\n"
+        "try:\n    FileLock(sys.argv[1]).acquire(timeout=0.2); print('acquired')\n"
+        "except Timeout:\n    print('held elsewhere')\n"
+    )
+    lock_file = str(tmp_path / "seed0" / "cell.lock")
+
+    def other_process() -> str:
+        out = subprocess.run([sys.executable, "-c", probe, lock_file], capture_output=True)
+        return out.stdout.decode().strip()
+
+    with store.lock(["seed0/cell"]):
+        assert other_process() == "held elsewhere"
+    assert other_process() == "acquired"
+
+
+# -- failing early and clearly -----------------------------------------------------------------
+
+
+def test_prepare_names_a_file_standing_where_the_cache_folder_should_be(tmp_path):
+    (tmp_path / "cache").write_text("I am a file")
+    store = ResultCache(tmp_path / "cache" / "imp" / "x", RECIPE, CODE)
+    with pytest.raises(cache_module.CacheError, match=r"cache is a file, not a folder.*TICKETLAB"):
+        store.prepare(1000)
+
+
+def test_prepare_refuses_a_disk_without_room_for_a_round(tmp_path):
+    store = ResultCache(tmp_path, RECIPE, CODE)
+    store.prepare(1000)  # plenty of room here
+    with pytest.raises(cache_module.CacheError, match=r"free, but one round .* needs about"):
+        store.prepare(10**18)
+    assert files(tmp_path) == []  # the write check leaves nothing behind
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 256 kB file system (tmpfs; needs root, as on the project's machines)."""
+    import subprocess
+
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)],
+                      capture_output=True).returncode != 0:  # fmt: skip
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_full_disk_names_the_folder_the_space_and_the_fix_and_loses_one_entry(small_disk):
+    store = ResultCache(small_disk / "cache", RECIPE, CODE)
+    store.save("kept", payload(), AT)
+    big = {"w": torch.zeros(100_000)}  # 400 kB: more than the disk holds
+    with pytest.raises(cache_module.CacheError) as raised:
+        store.save("big", big, AT)
+    message = str(raised.value)
+    assert str(small_disk / "cache") in message
+    assert re.search(r"\(40\d\.\d kB needed", message)  # 100,000 float32s and torch.save's framing
+    assert "TICKETLAB_CACHE" in message and "rerun to resume" in message
+    assert files(small_disk / "cache") == ["kept.json", "kept.pt"]  # no partial file, no temp
+    assert_same(store.load("kept", coordinates=AT), payload())
+
+
+def test_prepare_reports_a_read_only_cache(small_disk):
+    import subprocess
+
+    (small_disk / "cache").mkdir()
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    try:
+        with pytest.raises(cache_module.CacheError, match=r"is not writable .*TICKETLAB_CACHE"):
+            ResultCache(small_disk / "cache", RECIPE, CODE).prepare(1000)
+        with pytest.raises(cache_module.CacheError, match="cannot create the result cache"):
+            ResultCache(small_disk / "new", RECIPE, CODE).prepare(1000)
+    finally:
+        subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True)

@@ -31,6 +31,12 @@ def cell_files(root) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*.pt"))
 
 
+def cell_path(folder, seed: int, round_: int, kind: str, suffix: str = ".pt"):
+    """Where a cell lies: ``<population or sequential>/seed<s>/round<rr>_<kind><suffix>``."""
+    (path,) = folder.glob(f"*/seed{seed}/round{round_:02d}_{kind}{suffix}")
+    return path
+
+
 def assert_tables_close(a: pd.DataFrame, b: pd.DataFrame) -> None:
     """Equal up to float summation order, which is all that separates population training from
     one-by-one training. On 1,000 test images that may still flip a borderline prediction."""
@@ -115,34 +121,35 @@ def test_rerun_reads_every_cell_from_cache(lenet, tmp_path):
     assert cell_files(folder) == cell_files(next(root.iterdir()))
 
 
-def test_resume_recomputes_only_the_missing_cells(lenet, tmp_path):
+def test_a_lost_cell_is_recomputed_with_its_population_bit_for_bit(lenet, tmp_path):
     _, _, first = lenet
-    lost = ["seed1/round02_ticket", "seed1/round02_reinit", "seed0/round02_random"]
+    lost = [(1, 2, "ticket"), (1, 2, "reinit"), (0, 2, "random")]
 
     def interrupt(folder):
-        for name in lost:  # as if the run had been killed before writing them
-            (folder / f"{name}.pt").unlink()
-            (folder / f"{name}.json").unlink()
+        for cell in lost:  # as if the run had been killed before writing them
+            cell_path(folder, *cell).unlink()
+            cell_path(folder, *cell, suffix=".json").unlink()
 
     folder, resumed = rerun(lenet, tmp_path, interrupt)
-    assert resumed.cached_cells == 14 - len(lost)
-    assert_tables_close(resumed.table, first.table)
-    assert all((folder / f"{name}.json").exists() for name in lost)
+    assert resumed.cached_cells == 14 - 6  # round 2's population (2 seeds x 3 kinds) retrained
+    pd.testing.assert_frame_equal(resumed.table, first.table)
+    pd.testing.assert_frame_equal(resumed.history, first.history)
+    assert all(cell_path(folder, *cell, suffix=".json").exists() for cell in lost)
 
 
 def test_corrupted_cell_is_detected_and_recomputed(lenet, tmp_path):
     _, _, first = lenet
 
     def corrupt(folder):
-        path = folder / "seed0" / "round01_reinit.pt"
+        path = cell_path(folder, 0, 1, "reinit")
         data = bytearray(path.read_bytes())
         data[-50] ^= 0x01
         path.write_bytes(bytes(data))
 
     with pytest.warns(CacheWarning, match=r"round01_reinit\.pt is unusable: its checksum"):
         _, again = rerun(lenet, tmp_path, corrupt)
-    assert again.cached_cells == 13
-    assert_tables_close(again.table, first.table)
+    assert again.cached_cells == 14 - 6
+    pd.testing.assert_frame_equal(again.table, first.table)
 
 
 def test_a_cell_copied_over_another_is_detected_and_recomputed(lenet, tmp_path):
@@ -151,13 +158,14 @@ def test_a_cell_copied_over_another_is_detected_and_recomputed(lenet, tmp_path):
 
     def copy_seed0_over_seed1(folder):
         for suffix in (".pt", ".json"):
-            name = f"round01_reinit{suffix}"
-            shutil.copy(folder / "seed0" / name, folder / "seed1" / name)
+            shutil.copy(
+                cell_path(folder, 0, 1, "reinit", suffix), cell_path(folder, 1, 1, "reinit", suffix)
+            )
 
     with pytest.warns(CacheWarning, match=r"seed1/round01_reinit\.pt is unusable: it holds the"):
         _, again = rerun(lenet, tmp_path, copy_seed0_over_seed1)
-    assert again.cached_cells == 13
-    assert_tables_close(again.table, first.table)
+    assert again.cached_cells == 14 - 6
+    pd.testing.assert_frame_equal(again.table, first.table)
 
 
 def test_cells_of_other_code_are_recomputed(lenet, tmp_path, monkeypatch):
@@ -299,7 +307,7 @@ def test_rewind_step_resets_to_the_checkpoint_at_k(tmp_path):
     assert result.recipe.prune.rewind_step == 10
     stopped = train(XOR.model.build(0), XOR.data.load("cpu"), XOR.train.replace(steps=10),
                     data_seed=0, progress=False)  # fmt: skip
-    stored = next(tmp_path.iterdir()) / "seed0" / "round00_dense.pt"
+    stored = cell_path(next(tmp_path.iterdir()), 0, 0, "dense")
     point = torch.load(stored, weights_only=True)["rewind_point"]
     for name, value in stopped.model.state_dict().items():
         assert torch.equal(point[name], value), name  # the rewind point is the state at step 10
@@ -327,11 +335,11 @@ def test_an_interrupted_run_resumes_where_it_stopped(tmp_path, monkeypatch):
     monkeypatch.undo()
     folder = next((tmp_path / "cut").iterdir())
     # Both dense cells and the first two cells of round 1 finished, and each was saved then.
-    assert cell_files(folder) == [
-        "seed0/round00_dense.pt",
-        "seed0/round01_random.pt",
-        "seed0/round01_ticket.pt",
-        "seed1/round00_dense.pt",
+    assert cell_files(folder) == [  # cells trained one by one do not depend on each other
+        "sequential/seed0/round00_dense.pt",
+        "sequential/seed0/round01_random.pt",
+        "sequential/seed0/round01_ticket.pt",
+        "sequential/seed1/round00_dense.pt",
     ]
     resumed = run(XOR, cache_dir=tmp_path / "cut", **kwargs)
     assert resumed.cached_cells == 4

@@ -11,13 +11,23 @@ a fraction of the surviving weights by magnitude, reset the survivors to the rew
 
 Every (seed, round, kind) cell is cached under ``cache_dir()/imp/<recipe key>-<mode>/`` as soon as
 it finishes: rerunning a finished experiment only reads files, and a run killed mid-way resumes at
-the first missing cell. All cells of a round (every seed and every kind) train together as one
-population where that is faster (``ticketlab.population.train_many``).
+the first missing cell. Each round's cells of a seed group (``group_size``; default all seeds)
+train together as one population where that is faster (``ticketlab.population.train_many``).
+
+**Bit-identical resumption.** A population's members round differently with other companions
+(the last member of a stack sits in the tail of the vectorized kernels), so a cell's exact bits
+depend on the population it was trained in. That make-up is a function of the experiment alone (a
+round, a group of seeds, the kinds) and part of the cell's identity: cells of one population live
+in one folder and are loaded, or trained again, together; cells trained alone live in
+``sequential/`` and are independent. So a resumed run, a run that lost any cells, and runs in
+several processes at once all give bit for bit the table of one uninterrupted run. Processes
+sharing a cache lock the cells they work on (``ResultCache.lock``): each cell is computed once.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,8 +41,8 @@ from .cache import ResultCache
 from .config import budget
 from .config import cache_dir as default_cache_dir
 from .config import device as pick_device
-from .masks import Mask
-from .population import train_many
+from .masks import Mask, as_mask
+from .population import prefers_population, supports, train_many
 from .recipes import Recipe, get
 from .rewinding import CONTROLS, control, rewind
 from .stats import seed_list
@@ -95,8 +105,9 @@ class ImpResult:
         return f"<p><code>{self!r}</code></p>" + self.summary().to_html()
 
 
-def _cell(seed: int, round_: int, kind: str) -> str:
-    return f"seed{seed}/round{round_:02d}_{kind}"
+SUMMARY = ("test_acc", "val_acc", "train_loss", "early_stop_step", "early_stop_test_acc",
+           "diverged")  # fmt: skip
+"""The keys of a cell's row (``TrainResult.summary``)."""
 
 
 def _payload(result, mask: Mask, keep_weights: bool, rewind_point=None) -> dict:
@@ -119,6 +130,21 @@ def _unpack(entry: dict) -> tuple[dict, pd.DataFrame]:
     return dict(entry["row"]), history
 
 
+def _groups(seeds: list[int], group_size: int | None) -> list[tuple[int, ...]]:
+    """The seeds that share a population in every round: consecutive runs of ``group_size`` of
+    the sorted seeds (all of them for None). A function of the experiment alone, so every way of
+    running it (resumed, in several processes, on a cluster) trains the same populations."""
+    ordered = sorted(seeds)
+    if group_size is None:
+        return [tuple(ordered)]
+    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
+        raise ValueError(
+            f"group_size must be an int >= 1 (seeds per population) or None (all seeds), "
+            f"got {group_size!r}"
+        )
+    return [tuple(ordered[i : i + group_size]) for i in range(0, len(ordered), group_size)]
+
+
 def run(
     recipe: str | Recipe = "lenet_mnist_paper",
     rounds: int | None = None,
@@ -130,6 +156,7 @@ def run(
     device=None,
     progress: bool = True,
     population: bool | None = None,
+    group_size: int | None = None,
     **overrides,
 ) -> ImpResult:
     """Run IMP for every seed and return an ``ImpResult``.
@@ -138,13 +165,19 @@ def run(
         recipe: a preset name (``ticketlab.recipes.names()``) or a ``Recipe``.
         rounds: pruning rounds after the dense round 0 (default: 3 quick, 10 full).
         seeds: one IMP run per seed (initialization and data order both derive from it).
-        controls: any of ``ticketlab.rewinding.CONTROLS``, trained at every round's mask.
+        controls: any of ``ticketlab.rewinding.CONTROLS``, trained at every round's mask (in the
+            order of ``CONTROLS``, whatever order they are given in).
         rewind_step: step the survivors are reset to (default: the recipe's, usually 0).
         mode: "iterative" or "one_shot".
         cache_dir: root of the result cache (default ``ticketlab.cache_dir() / "imp"``).
         device: where to compute (default ``ticketlab.device()``).
         population: train each round's cells as one batched population: None when that is
-            faster (``population.prefers_population``), True whenever the model allows, False never.
+            faster (``population.prefers_population``; a one-member round trains alone), True
+            whenever the model allows, False never.
+        group_size: seeds trained together as one population in each round (default: all).
+            Smaller groups are independent units of work; the results depend on the grouping
+            (in the last bits: a population's floating-point rounding depends on its members),
+            never on which cells were cached or how the work was split.
         overrides: recipe fields, e.g. ``steps=500`` or ``prune_scope="global"``.
     """
     from tqdm.auto import tqdm
@@ -154,16 +187,20 @@ def run(
         overrides["rewind_step"] = rewind_step
     rec = get(recipe, **overrides)
     rounds = budget(quick=3, full=10) if rounds is None else rounds
-    if not isinstance(rounds, int) or rounds < 0:
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 0:
         raise ValueError(
             f"rounds must be an int >= 0 (pruning rounds after round 0), got {rounds!r}"
         )
     if mode not in ("iterative", "one_shot"):
         raise ValueError(f"mode must be 'iterative' or 'one_shot', got {mode!r}")
+    if isinstance(controls, str):
+        raise ValueError(f"controls must be a list of names, got the string {controls!r}")
     unknown = [c for c in controls if c not in CONTROLS]
     if unknown:
         raise ValueError(f"unknown controls {unknown}; choose from {CONTROLS}")
-    seeds = seed_list(seeds)
+    if population not in (None, True, False):
+        raise ValueError(f"population must be None, True or False, got {population!r}")
+    groups = _groups(seed_list(seeds), group_size)
     k = rec.prune.rewind_step
     if k >= rec.train.steps:
         raise ValueError(f"rewind_step={k} must be smaller than steps={rec.train.steps}")
@@ -172,33 +209,100 @@ def run(
     cache = ResultCache(
         root / f"{rec.key}-{mode}", f"{rec.canonical};mode={mode}", results_version("ticketlab.imp")
     )
-    state = _Run(rec, mode, cache, rec.data.load(dev), dev)
+    kinds = ("ticket", *(c for c in CONTROLS if c in controls))
+    state = _Run(rec, mode, cache, kinds, population, dev)
+    cache.prepare(state.round_bytes(sum(len(g) for g in groups)))
+    state.data = rec.data.load(dev)
     for round_ in tqdm(range(rounds + 1), desc=f"IMP {rec.name or rec.key}", disable=not progress):
-        jobs = []
-        for seed in seeds:
-            state.prune(seed, round_)
-            for kind in ["dense"] if round_ == 0 else ["ticket", *controls]:
-                if not state.load(seed, round_, kind):
-                    jobs.append(state.start(seed, round_, kind))
-        state.train(round_, jobs, progress, population)
+        for group in groups:
+            state.unit(group, round_, progress)
     return state.result(time.perf_counter() - started)
 
 
 class _Run:
-    """One ``run`` between its stages: prune a round, load its cached cells, start and train the
-    missing ones. Holds, per seed, the rewind point and the weights pruning ranks next; the masks;
-    and the table's rows and curves in the order the cells arrive."""
+    """One ``run`` between its stages. A round of a seed group is one unit of work: prune each
+    seed's mask, then take the unit's cells from the cache or train them.
 
-    def __init__(self, rec: Recipe, mode: str, cache: ResultCache, data, dev) -> None:
-        self.rec, self.mode, self.cache, self.data, self.dev = rec, mode, cache, data, dev
+    Holds, per seed, the rewind point and the weights pruning ranks next; the masks; and the
+    table's rows and curves in the order the cells arrive.
+    """
+
+    def __init__(self, rec: Recipe, mode: str, cache: ResultCache, kinds, population, dev):
+        self.rec, self.mode, self.cache, self.kinds, self.dev = rec, mode, cache, kinds, dev
+        self.population = population
+        self.data = None
         self.k = rec.prune.rewind_step
         self.layer_rates = dict(rec.prune.layer_rates) or None
+        self.probe = rec.model.build(0)  # the architecture, for shapes and the trainer's choice
         self.masks: dict[tuple[int, int], Mask] = {}
         self.rewind_points: dict[int, dict[str, torch.Tensor]] = {}
         self.ranked: dict[int, dict[str, torch.Tensor]] = {}
         self.rows: list[dict] = []
         self.histories: list[pd.DataFrame] = []
         self.cached = 0
+
+    # -- the unit of work -------------------------------------------------------------------
+
+    def unit(self, group: tuple[int, ...], round_: int, progress: bool) -> None:
+        """Round ``round_`` of the seeds ``group``: every cell from the cache, or trained.
+
+        Cells trained one by one do not depend on each other, so each is locked, loaded or
+        computed, and saved on its own. A population's members round differently with other
+        companions, so a population is locked, loaded and, if any member is missing, trained
+        again whole: the missing cells come out bit for bit as an uninterrupted run makes them.
+        """
+        kinds = self._kinds(round_)
+        for seed in group:
+            self.prune(seed, round_)
+        cells = [(seed, kind) for seed in group for kind in kinds]
+        unit = self._unit(group, round_)
+        batches = [[cell] for cell in cells] if unit is None else [cells]
+        for batch in batches:
+            names = [self._name(unit, seed, round_, kind) for seed, kind in batch]
+            with self.cache.lock(names):
+                entries = [self._fetch(unit, seed, round_, kind) for seed, kind in batch]
+                if all(entry is not None for entry in entries):
+                    for (seed, kind), entry in zip(batch, entries, strict=True):
+                        self._accept(seed, round_, kind, entry)
+                else:
+                    missing = [entry is None for entry in entries]
+                    self._train(unit, round_, batch, missing, progress)
+
+    def _kinds(self, round_: int) -> tuple[str, ...]:
+        return ("dense",) if round_ == 0 else self.kinds
+
+    def _population(self, n: int) -> bool:
+        """Whether n cells train as one population (see ``run``'s ``population``)."""
+        if self.population is False or not supports(self.probe):
+            return False
+        if self.population is True:
+            return True
+        return n > 1 and prefers_population([self.probe], self.dev)
+
+    def _unit(self, group: tuple[int, ...], round_: int) -> dict | None:
+        """What a population of this group and round is made of, round 0's included (later
+        rounds start from it); None when its cells train one by one, and so alone."""
+        if not self._population(len(group) * len(self._kinds(round_))):
+            return None
+        dense = None if round_ == 0 else self._unit(group, 0)
+        return {"seeds": list(group), "kinds": list(self._kinds(round_)), "dense": dense}
+
+    def _name(self, unit: dict | None, seed: int, round_: int, kind: str) -> str:
+        """The cell's place: one folder per population make-up (``_unit``), "sequential" for
+        cells trained alone."""
+        if unit is None:
+            folder = "sequential"
+        else:
+            digest = hashlib.sha256(json.dumps(unit, sort_keys=True).encode()).hexdigest()
+            folder = f"population-{digest[:12]}"
+        return f"{folder}/seed{seed}/round{round_:02d}_{kind}"
+
+    def _coordinates(self, unit: dict | None, seed: int, round_: int, kind: str) -> dict:
+        """Which cell an entry is: its manifest names them and a load checks them."""
+        return {"recipe": self.rec.key, "mode": self.mode, "seed": seed, "round": round_,
+                "kind": kind, "population": unit}  # fmt: skip
+
+    # -- stages -----------------------------------------------------------------------------
 
     def prune(self, seed: int, round_: int) -> None:
         """Round r's mask: everything kept at round 0, else magnitude pruning of the weights
@@ -215,18 +319,18 @@ class _Run:
             )
         self.masks[(seed, round_)] = mask.to(self.dev)
 
-    def load(self, seed: int, round_: int, kind: str) -> bool:
-        """Take the cell from the cache if it is there; say whether it was."""
-        entry = self.cache.load(
-            _cell(seed, round_, kind), self.dev,
-            coordinates=self._coordinates(seed, round_, kind), required=self._needs(kind),
+    def _fetch(self, unit, seed: int, round_: int, kind: str) -> dict | None:
+        """The cell's cache entry, or None if it is absent or unusable."""
+        return self.cache.load(
+            self._name(unit, seed, round_, kind), self.dev,
+            coordinates=self._coordinates(unit, seed, round_, kind), required=self._needs(kind),
+            check=lambda entry: self._check(entry, seed, round_, kind),
         )  # fmt: skip
-        if entry is None:
-            return False
+
+    def _accept(self, seed: int, round_: int, kind: str, entry: dict) -> None:
         self.cached += 1
         self._record(seed, round_, kind, Mask(entry["mask"]), *_unpack(entry))
         self._remember(seed, kind, entry.get("rewind_point"), entry.get("weights"))
-        return True
 
     def start(self, seed: int, round_: int, kind: str) -> dict:
         """The cell's network at its starting point, with the mask it trains under (a job)."""
@@ -244,20 +348,22 @@ class _Run:
             model, cell_mask = control(kind, model, mask, cell_seed, self.rec.model.init)
         return {"model": model, "mask": cell_mask, "seed": seed, "kind": kind}
 
-    def train(self, round_: int, jobs: list[dict], progress: bool, population) -> None:
-        """Train a round's missing cells together; store each in the cache as soon as it exists.
+    def _train(self, unit, round_: int, cells, missing: list[bool], progress: bool) -> None:
+        """Train ``cells`` (one population when ``unit`` says so); store the ``missing`` ones in
+        the cache as soon as they exist.
 
         Round 0 trains from step 0 and keeps the rewind point (step k); later rounds resume at k.
         """
         k = self.k
         start, checkpoints = (0, [k] if k else []) if round_ == 0 else (k, [])
+        jobs = [self.start(seed, round_, kind) for seed, kind in cells]
         results = train_many(
             [j["model"] for j in jobs], self.data, self.rec.train,
             masks=[j["mask"] for j in jobs], data_seeds=[j["seed"] for j in jobs],
             start_step=start, checkpoint_steps=checkpoints, progress=progress,
-            population=population,
+            population=unit is not None,
         )  # fmt: skip
-        for job, result in zip(jobs, results, strict=True):
+        for job, result, store in zip(jobs, results, missing, strict=True):
             seed, kind = job["seed"], job["kind"]
             cell_mask = job["mask"] if job["mask"] is not None else self.masks[(seed, 0)]
             point = None
@@ -266,16 +372,15 @@ class _Run:
             keep = kind == "dense" or (kind == "ticket" and self.mode == "iterative")
             weights = result.model.state_dict() if keep else None
             self._remember(seed, kind, point, weights)
-            payload = _payload(result, cell_mask, keep, point)
-            self.cache.save(
-                _cell(seed, round_, kind), payload, self._coordinates(seed, round_, kind)
-            )
+            if store:
+                payload = _payload(result, cell_mask, keep, point)
+                self.cache.save(
+                    self._name(unit, seed, round_, kind), payload,
+                    self._coordinates(unit, seed, round_, kind),
+                )  # fmt: skip
             self._record(seed, round_, kind, cell_mask, result.summary(), result.history)
 
-    def _coordinates(self, seed: int, round_: int, kind: str) -> dict:
-        """Which cell an entry is: its manifest names them and a load checks them."""
-        return {"recipe": self.rec.key, "mode": self.mode, "seed": seed, "round": round_,
-                "kind": kind}  # fmt: skip
+    # -- what a cell holds ------------------------------------------------------------------
 
     def _needs(self, kind: str) -> list[str]:
         """The payload keys this run reads back from a cell of ``kind``."""
@@ -285,6 +390,45 @@ class _Run:
         elif kind == "ticket" and self.mode == "iterative":
             keys.append("weights")
         return keys
+
+    def _check(self, entry: dict, seed: int, round_: int, kind: str) -> str | None:
+        """What is wrong with a checksum-valid entry's structure, or None: a row with every
+        summary key, a curve of equal-length 1-D columns with a step, a valid mask of this
+        architecture (at this round's density for a ticket), and full state dicts."""
+        row, history = entry["row"], entry["history"]
+        if not isinstance(row, dict) or set(SUMMARY) - set(row):
+            return "its row lacks summary metrics"
+        if not isinstance(history, dict) or "step" not in history:
+            return "its training curve has no step column"
+        lengths = {tuple(getattr(v, "shape", (0, 0))) for v in history.values()}
+        if len(lengths) != 1 or len(next(iter(lengths))) != 1:
+            return "its training curve's columns are not 1-D tensors of one length"
+        try:
+            mask = as_mask(entry["mask"], self.probe, "its mask")
+        except (TypeError, ValueError) as error:
+            return str(error)
+        expected = self.masks[(seed, round_)]
+        if kind in ("dense", "ticket") and mask != expected:
+            return "its mask is not the one this round's pruning gives"
+        if kind != "dense" and mask.density != expected.density:
+            return "its mask's density is not this round's"
+        shapes = {n: tuple(t.shape) for n, t in self.probe.state_dict().items()}
+        for key in ("weights", "rewind_point"):
+            if key in entry:
+                state = entry[key]
+                if (
+                    not isinstance(state, dict)
+                    or {n: tuple(getattr(t, "shape", ())) for n, t in state.items()} != shapes
+                ):
+                    return f"its {key} is not a state of this architecture"
+        return None
+
+    def round_bytes(self, seeds: int) -> int:
+        """About what one round's cells take on disk: each holds its mask (1 byte per prunable
+        weight), its curve, and for dense and ticket cells the weights (and a rewind point)."""
+        state = sum(t.numel() * t.element_size() for t in self.probe.state_dict().values())
+        per_cell = 2 * state + sum(p.numel() for p in self.probe.parameters()) + 64_000
+        return seeds * max(1, len(self.kinds)) * per_cell
 
     def _remember(self, seed: int, kind: str, point, weights) -> None:
         """Keep what later rounds need: the dense cell's rewind point, and the weights the next
