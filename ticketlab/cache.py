@@ -99,7 +99,7 @@ class ResultCache:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError):
-            blocker = next(p for p in [self.root, *self.root.parents] if p.exists())
+            blocker = next((p for p in [self.root, *self.root.parents] if p.is_file()), self.root)
             raise CacheError(
                 f"cannot use {self.root} as the result cache: {blocker} is a file, not a folder. "
                 "Move the file away, or point TICKETLAB_CACHE (or cache_dir=) at a folder"

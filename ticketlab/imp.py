@@ -400,8 +400,9 @@ class _Run:
             return "its row lacks summary metrics"
         if not isinstance(history, dict) or "step" not in history:
             return "its training curve has no step column"
-        lengths = {tuple(getattr(v, "shape", (0, 0))) for v in history.values()}
-        if len(lengths) != 1 or len(next(iter(lengths))) != 1:
+        columns = list(history.values())
+        one_d = all(isinstance(c, torch.Tensor) and c.dim() == 1 for c in columns)
+        if not one_d or len({len(c) for c in columns}) != 1:
             return "its training curve's columns are not 1-D tensors of one length"
         try:
             mask = as_mask(entry["mask"], self.probe, "its mask")
