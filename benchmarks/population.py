@@ -44,6 +44,7 @@ __all__ = [
     "lenet_gpu",
     "mlp_paths",
     "spread",
+    "versus_train",
     "xor_population",
 ]
 
@@ -52,6 +53,8 @@ ATOL, RTOL = 1e-9, 1e-9  # float64: observed differences are ~1e-15 after 200 Le
 XOR_SPEEDUP = Target.minimum(50, "×")
 LENET_SPEEDUP = Target.minimum(1.3, "×")
 GPU_SPEEDUP = Target.minimum(20, "×")
+# A one-member round must not be slower than train itself (5 % for timing noise).
+VERSUS_TRAIN = Target.below(1.05, "×")
 
 
 def spread(n: int, k: int) -> list[int]:
@@ -338,4 +341,146 @@ def mlp_paths(ctx: Context) -> Group:
         rows.append(Row.info(GROUP, item, summary(speedup)["median"], "×", note))
         details[f"lenet_{n}"] = {"seconds": {k: summary(v) for k, v in samples.items()},
                                  "speedup": summary(speedup)}  # fmt: skip
+    return Group(rows, details)
+
+
+def versus_train(ctx: Context) -> Group:
+    """No slower path inside IMP: population training vs ``ticketlab.train``, per member-step.
+
+    LeNet-300-100 on the 5k MNIST, trained as ``lenet_mnist_paper`` trains (its ``TrainConfig``:
+    batch 60, Adam 1.2e-3, evaluating every 58 steps on the 500 + 1,000 validation and test
+    images, so a member-step carries its share of evaluation as in an IMP round), each member
+    under its own random mask at 10 % density (``_lenet_members``).
+
+    * For N = 1, 2, 4, 8, 32 (N ≤ 8 in --quick runs): ms per member-step of
+      ``train_many(models, ..., population=True)`` vs N ``train`` calls one after another (for
+      N = 32 only 8 members, spread over the population, and their time scaled by 32 / 8). Info
+      rows: the ratio population ÷ sequential per member-step (< 1: the population is faster).
+    * N = 1 through ``train_many(..., population=None)``, the default choice (at N = 1 it is
+      ``prefers_population``'s: it does not look at N), vs ``train`` on the same member: the
+      judged row, goal ``VERSUS_TRAIN`` (a one-member round must take the fastest path).
+
+    Each pair is timed in alternating rounds (``interleave``: A B, B A, ...), warm-ups first;
+    reported numbers are medians over rounds of ratios taken within a round. The copies of the
+    starting networks are made inside the clock, as in ``_measure`` (about 0.1 % of a run).
+    """
+    from ticketlab.population import prefers_population, train_many
+    from ticketlab.recipes import get
+
+    steps = ctx.size(quick=58, full=290)  # 1 and 5 epochs of the 3,500 training images
+    config = get("lenet_mnist_paper", budget="full").train.replace(steps=steps)
+    sizes = ctx.size(quick=(1, 2, 4, 8), full=(1, 2, 4, 8, 32))
+    rounds = ctx.rounds(quick=3, full=5)
+    data = mnist(device=ctx.device)
+    bases, masks = _lenet_members(max(sizes), ctx.device)
+    threads = torch.get_num_threads()
+
+    def fresh(members: Sequence[int]) -> list[nn.Module]:
+        return [copy.deepcopy(bases[i]) for i in members]
+
+    def via_train_many(members: Sequence[int], population: bool | None) -> None:
+        list(
+            train_many(
+                fresh(members),
+                data,
+                config,
+                masks=[masks[i] for i in members],
+                data_seeds=list(members),
+                progress=False,
+                population=population,
+            )
+        )
+
+    def one_by_one(members: Sequence[int]) -> None:
+        for i, model in zip(members, fresh(members), strict=True):
+            train(model, data, config, mask=masks[i], data_seed=i, progress=False)
+
+    # Warm up both paths on a tiny version (first calls pay allocation and kernel selection).
+    short = config.replace(steps=2, eval_every=2)
+    list(
+        train_many(
+            fresh([0, 1]),
+            data,
+            short,
+            masks=masks[:2],
+            data_seeds=[0, 1],
+            progress=False,
+            population=True,
+        )
+    )
+    train(fresh([0])[0], data, short, mask=masks[0], progress=False)
+
+    rows: list[Row] = []
+    details: dict = {
+        "steps": steps,
+        "rounds": rounds,
+        "threads": threads,
+        "config": {
+            "recipe": "lenet_mnist_paper",
+            "batch_size": config.batch_size,
+            "lr": config.lr,
+            "eval_every": config.eval_every,
+            "mask": "random, 10 % density, own",
+        },
+    }
+    for n in sizes:
+        members, subset = list(range(n)), spread(n, 8)
+        ctx.log(
+            f"LeNet N = {n}: population vs {len(subset)} train calls, {rounds} rounds, "
+            f"{steps} steps"
+        )
+        samples = interleave(
+            {
+                "population": lambda m=members: via_train_many(m, True),
+                "sequential": lambda s=subset: one_by_one(s),
+            },
+            rounds,
+            warmup=0,
+            device=ctx.device,
+        )
+        per_step = {
+            "population": [1e3 * t / (n * steps) for t in samples["population"]],
+            "sequential": [1e3 * t / (len(subset) * steps) for t in samples["sequential"]],
+        }
+        ratio = summary(ratios(per_step["population"], per_step["sequential"]))
+        ms = {name: summary(s)["median"] for name, s in per_step.items()}
+        timed = f"all {n}" if len(subset) == n else f"{len(subset)} of {n}, ×{n / len(subset):g}"
+        note = (
+            f"{ms['population']:.2f} vs {ms['sequential']:.2f} ms per member-step; "
+            f"sequential: {timed}; {steps} steps; median of {rounds} rounds; "
+            f"{threads} thread{'s' if threads > 1 else ''}"
+        )
+        item = f"LeNet-300-100, N = {n}: population ÷ sequential train, per member-step"
+        rows.append(Row.info(GROUP, item, ratio["median"], "×", note))
+        details[f"lenet_{n}"] = {
+            "subset": subset,
+            "ms_per_member_step": {k: summary(v) for k, v in per_step.items()},
+            "ratio": ratio,
+        }
+
+    # The judged row: what train_many does by default with one member, against train itself.
+    path = "population" if prefers_population([bases[0]], ctx.device) else "train"
+    judged_rounds = ctx.rounds(quick=3, full=7)
+    ctx.log(f"LeNet N = 1: train_many(population=None) vs train, {judged_rounds} rounds")
+    samples = interleave(
+        {"train_many": lambda: via_train_many([0], None), "train": lambda: one_by_one([0])},
+        judged_rounds,
+        warmup=0,
+        device=ctx.device,
+    )
+    ratio = summary(ratios(samples["train_many"], samples["train"]))
+    ms = {name: 1e3 * summary(s)["median"] / steps for name, s in samples.items()}
+    note = (
+        f"train_many took the {path} path; {ms['train_many']:.2f} vs {ms['train']:.2f} ms per "
+        f"step; {steps} steps; median of {judged_rounds} rounds; {threads} "
+        f"thread{'s' if threads > 1 else ''}"
+    )
+    item = "LeNet-300-100, N = 1: train_many(population=None) ÷ train"
+    rows.append(Row.judged(GROUP, item, ratio["median"], "×", VERSUS_TRAIN, note))
+    details["one_member"] = {
+        "path": path,
+        "rounds": judged_rounds,
+        "ratio": ratio,
+        "seconds": {k: summary(v) for k, v in samples.items()},
+    }
     return Group(rows, details)

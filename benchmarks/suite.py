@@ -57,6 +57,11 @@ BENCHMARKS = {
             "Population training, LeNet: batched matmuls vs torch.func",
             "population:mlp_paths",
         ),
+        Benchmark(
+            "population_vs_train",
+            "Population vs tl.train per step, LeNet-300-100, N = 1, 2, 4, 8, 32",
+            "population:versus_train",
+        ),
         Benchmark("pruning", "Pruning cost, share of a round", "pruning:run"),
         Benchmark(
             "contention", "Two training jobs on two cores, per thread setting", "contention:run"
@@ -64,6 +69,17 @@ BENCHMARKS = {
         Benchmark("imp_quick", "IMP lenet_mnist_paper, quick budget", "imp:quick"),
         Benchmark("imp_full", "IMP lenet_mnist_paper, full budget", "imp:full"),
         Benchmark("paper_figure", "Paper-scale LeNet figure (GPU)", "imp:paper_figure"),
+        Benchmark(
+            "paper_scale",
+            "Paper-scale LeNet figure on this machine: measured per-cell costs, "
+            "projected wall time",
+            "paper_scale:run",
+        ),
+        Benchmark(
+            "cluster",
+            "One IMP sweep: one process vs a Dask LocalCluster of 2 workers",
+            "cluster:run",
+        ),
         Benchmark("notebooks", "Notebook execution, quick mode", "notebooks:run"),
     ]
 }
@@ -74,6 +90,7 @@ ALIASES = {
         "population_gpu",
         "population_conv",
         "population_mlp_paths",
+        "population_vs_train",
     ),
     "imp": ("imp_quick", "imp_full", "paper_figure"),
     "gpu": ("population_gpu", "paper_figure"),

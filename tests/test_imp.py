@@ -372,3 +372,50 @@ def test_bad_arguments_are_clear_errors(tmp_path, kwargs, message):
     with pytest.raises(error, match=message):
         run(XOR, cache_dir=tmp_path, progress=False, **kwargs)
     assert not any(tmp_path.iterdir())  # nothing computed, nothing written
+
+
+def test_controls_drawn_several_times(tmp_path):
+    """``control_draws=3`` (the paper reinitializes each ticket three times): the first draw is
+    the one-draw run's cell; the others are independent draws, each a control trained by hand
+    from its own seed."""
+    three = XOR.replace(control_draws=3)
+    kwargs = dict(rounds=1, seeds=[0, 1], controls=["reinit"], progress=False, population=False)
+    result = run(three, cache_dir=tmp_path / "three", **kwargs)
+    once = run(XOR, cache_dir=tmp_path / "once", **kwargs)
+    table = result.table
+    assert list(table.columns[:5]) == ["seed", "round", "density", "kind", "draw"]
+    reinits = table[table["kind"] == "reinit"]
+    assert sorted(reinits.groupby("seed")["draw"].apply(list).sum()) == [0, 0, 1, 1, 2, 2]
+    first = reinits[reinits["draw"] == 0].drop(columns="draw").reset_index(drop=True)
+    expected = once.table[once.table["kind"] == "reinit"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(first, expected, check_exact=True)
+    data = XOR.data.load("cpu")
+    for seed in (0, 1):
+        dense = train(XOR.model.build(seed), data, XOR.train, data_seed=seed, progress=False)
+        mask = prune.magnitude(dense.model, Mask.ones(dense.model), 0.2, "layerwise",
+                               {"out.weight": 0.1})  # fmt: skip
+        for draw, name in ((1, "reinit#2"), (2, "reinit#3")):
+            unmasked = rewind(XOR.model.build(seed), XOR.model.build(seed).state_dict())
+            model, cmask = control(
+                "reinit", unmasked, mask, derive_seed(seed, 1, name), "glorot_normal"
+            )
+            by_hand = train(model, data, XOR.train, mask=cmask, data_seed=seed, progress=False)
+            row = reinits[(reinits["seed"] == seed) & (reinits["draw"] == draw)].iloc[0]
+            assert (
+                row["test_acc"] == by_hand.test_acc
+                and row["train_loss"] == by_hand.summary()["train_loss"]
+            )
+    # Three draws of every control are averaged in the summary, one column per kind.
+    assert sorted(result.summary().columns) == ["dense", "reinit", "ticket"]
+
+
+def test_a_round_of_several_mlp_cells_trains_as_one_population_by_default(tmp_path):
+    """``population=None``: an MLP round of several cells is one population (round 0's and round
+    1's, one folder each); a one-cell round trains alone (``sequential/``)."""
+    run(XOR, rounds=1, seeds=[0, 1], controls=["reinit"], cache_dir=tmp_path, progress=False)
+    folders = {p.relative_to(tmp_path).parts[1] for p in tmp_path.rglob("*.pt")}
+    assert len(folders) == 2 and all(f.startswith("population-") for f in folders), folders
+    run(XOR, rounds=0, seeds=[5], cache_dir=tmp_path / "one", progress=False)
+    assert {p.relative_to(tmp_path / "one").parts[1] for p in (tmp_path / "one").rglob("*.pt")} == {
+        "sequential"
+    }

@@ -291,6 +291,8 @@ def test_train_many_picks_the_measured_faster_way():
     assert not prefers_population(resnets, torch.device("cpu"))
     assert prefers_population(resnets, torch.device("cuda"))
     assert not prefers_population([], torch.device("cpu"))
+    assert not prefers_population(mlps[:1], torch.device("cpu"))  # one model: ``train`` itself
+    assert not prefers_population(resnets[:1], torch.device("cuda"))
     # Forced either way, the two agree (the contract); the default on a CPU is one by one.
     data, cfg = tiny_images(), TrainConfig(steps=4, batch_size=8, optimizer="sgd", lr=0.05)
     runs = {

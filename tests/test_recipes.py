@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 
 import numpy as np
@@ -132,7 +133,12 @@ def test_presets_follow_their_papers():
 
 
 def test_unknown_preset_and_budget():
-    assert recipes.names() == ["lenet_mnist_openlth", "lenet_mnist_paper"]
+    assert recipes.names() == [
+        "lenet_mnist_openlth",
+        "lenet_mnist_openlth_full",
+        "lenet_mnist_paper",
+        "lenet_mnist_paper_full",
+    ]
     with pytest.raises(ValueError, match=r"unknown recipe 'lenet'; available: \["):
         recipes.get("lenet")
     with pytest.raises(ValueError, match="budget must be 'quick' or 'full'"):
@@ -188,3 +194,106 @@ def test_model_spec_builds_each_model():
     for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True):
         assert torch.equal(x, y)
     assert not torch.equal(a.fc1.weight, ModelSpec().build(seed=2).fc1.weight)
+
+
+# -- paper-scale presets and control draws ---------------------------------------------------------
+
+# The keys of the four budgets of the 5k presets as HEAD computed them before ``control_draws``
+# and the full-MNIST presets were added (``git show HEAD:ticketlab/recipes.py``). Adding a field
+# with a default, or a preset, must leave them alone.
+KEYS_BEFORE_CONTROL_DRAWS = {
+    ("lenet_mnist_paper", "full"): "d53277c4c771ebeb",
+    ("lenet_mnist_paper", "quick"): "ab7561d502991541",
+    ("lenet_mnist_openlth", "full"): "2ed452a5afcc1df6",
+    ("lenet_mnist_openlth", "quick"): "32fc1c0d1dea69a4",
+}
+
+
+@pytest.mark.parametrize("name, budget", KEYS_BEFORE_CONTROL_DRAWS)
+def test_control_draws_leaves_the_existing_presets_unchanged(name, budget):
+    recipe = recipes.get(name, budget=budget)
+    assert recipe.prune.control_draws == 1
+    assert "control_draws" not in recipe.canonical
+    assert recipe.key == KEYS_BEFORE_CONTROL_DRAWS[(name, budget)]
+    # The default written out is the same recipe; any other count is another one.
+    assert recipe.replace(control_draws=1).key == recipe.key
+    assert recipe.replace(control_draws=3).key != recipe.key
+
+
+def test_control_draws_is_in_the_canonical_string_when_not_one():
+    recipe = Recipe(prune=PruneSpec(control_draws=3))
+    assert recipe.canonical == "prune.control_draws=3"
+    assert Recipe().replace(control_draws=np.int64(3)) == recipe  # one spelling per number
+    assert type(Recipe().replace(control_draws=np.int64(3)).prune.control_draws) is int
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, 3.0, "3", None, True])
+def test_control_draws_must_be_a_positive_int(bad):
+    with pytest.raises(ValueError, match=r"control_draws must be an int >= 1.*control_draws=3"):
+        PruneSpec(control_draws=bad)
+    with pytest.raises(ValueError, match="control_draws must be an int >= 1"):
+        recipes.get("lenet_mnist_paper", budget="quick", control_draws=bad)
+
+
+def test_paper_full_follows_frankle_and_carbin():
+    # papers.md §1.1 and §1.3: full MNIST (55k / 5k / 10k), 50K iterations at batch 60, Adam
+    # 1.2e-3, evaluation every 100 iterations, Gaussian Glorot, layerwise 20 % (output 10 %),
+    # each ticket reinitialized three times.
+    for budget, steps in (("full", 50_000), ("quick", 5_000)):
+        rec = recipes.get("lenet_mnist_paper_full", budget=budget)
+        assert rec.name == "lenet_mnist_paper_full"
+        assert rec.model == ModelSpec("lenet_300_100", init="glorot_normal")
+        assert rec.data == DataSpec("mnist", "full")  # the quick budget too: same data
+        assert rec.train == TrainConfig(
+            steps=steps, batch_size=60, optimizer="adam", lr=1.2e-3, eval_every=100
+        )
+        assert rec.prune == PruneSpec(
+            prune_fraction=0.2,
+            prune_scope="layerwise",
+            layer_rates=(("out.weight", 0.1),),
+            rewind_step=0,
+            control_draws=3,
+        )
+    full = recipes.get("lenet_mnist_paper_full", budget="full")
+    assert full.train.steps // full.train.eval_every == 500  # evaluations per cell
+    assert full.canonical == (
+        "data.subset='full';prune.control_draws=3;prune.layer_rates=(('out.weight', 0.1),);"
+        "train.steps=50000"
+    )  # eval_every=100 is TrainConfig's default, so the string leaves it out
+
+
+def test_openlth_full_follows_open_lth():
+    # prior-art.md §1.3: SGD 0.1, batch 128, 40 epochs, Kaiming normal, global 20 % with the
+    # output layer excluded. An epoch of our 55,000 training images is 55000 // 128 = 429 steps
+    # (``train`` drops the last partial batch); open_lth's 60,000 would give 469 (ceil).
+    per_epoch = 55_000 // 128
+    assert per_epoch == 429
+    for budget, epochs in (("full", 40), ("quick", 10)):
+        rec = recipes.get("lenet_mnist_openlth_full", budget=budget)
+        assert rec.name == "lenet_mnist_openlth_full"
+        assert rec.model == ModelSpec("lenet_300_100", init="kaiming_normal")
+        assert rec.data == DataSpec("mnist", "full")
+        assert rec.train == TrainConfig(
+            steps=epochs * per_epoch, batch_size=128, optimizer="sgd", lr=0.1, eval_every=per_epoch
+        )
+        assert (rec.train.momentum, rec.train.weight_decay, rec.train.milestones) == (0, 0, ())
+        assert rec.prune == PruneSpec(0.2, "global", (("out.weight", 0.0),))
+        assert rec.prune.control_draws == 1
+    assert recipes.get("lenet_mnist_openlth_full", budget="full").train.steps == 17_160
+    assert 40 * -(-60_000 // 128) == 18_760  # open_lth's own count, for comparison
+
+
+def test_full_presets_differ_from_the_5k_ones_only_where_documented():
+    paper, paper_full = (
+        recipes.get(n, budget="full") for n in ("lenet_mnist_paper", "lenet_mnist_paper_full")
+    )
+    assert paper_full.model == paper.model
+    assert paper_full.train.replace(steps=paper.train.steps, eval_every=58) == paper.train
+    assert dataclasses.replace(paper_full.prune, control_draws=1) == paper.prune
+    openlth, openlth_full = (
+        recipes.get(n, budget="full") for n in ("lenet_mnist_openlth", "lenet_mnist_openlth_full")
+    )
+    assert openlth_full.model == openlth.model and openlth_full.prune == openlth.prune
+    assert openlth_full.train.replace(steps=1080, eval_every=27) == openlth.train
+    keys = {recipes.get(n, budget=b).key for n in recipes.names() for b in ("quick", "full")}
+    assert len(keys) == 2 * len(recipes.names())  # every preset and budget has its own folder

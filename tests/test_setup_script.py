@@ -159,7 +159,7 @@ def test_setup_installs_once_and_again_only_when_pyproject_changes(checkout, fak
     assert run_workbook(checkout, "setup").returncode == 0
     first = calls(fake_venv)
     assert any(
-        call.startswith("pip install --disable-pip-version-check -e .[lab,dev,course]")
+        call.startswith("pip install --disable-pip-version-check -e .[lab,dev,cluster,course]")
         for call in first
     )
 
@@ -186,7 +186,7 @@ def test_a_requested_torch_is_installed_from_the_planned_index(checkout, fake_ve
     pip_calls = [call.split(" | ")[0] for call in calls(fake_venv) if call.startswith("pip")]
     assert pip_calls == [
         f"pip install --disable-pip-version-check torch==2.4.0 --index-url {CPU_INDEX}",
-        "pip install --disable-pip-version-check -e .[lab,dev,course]",
+        "pip install --disable-pip-version-check -e .[lab,dev,cluster,course]",
     ]
 
 

@@ -10,6 +10,7 @@ The public API, one module per idea (``tl.<module>``):
 * ``masks`` / ``prune``: ``Mask`` and pure pruning functions returning new masks
 * ``rewinding``: ``rewind()`` and the controls (``reinit``, ``random``, ``shuffled``, ``sign``)
 * ``recipes`` / ``imp``: hashed experiment configs and cached, resumable IMP (``imp.run``)
+* ``distributed``: experiments' units of work on Dask or any ``concurrent.futures`` executor
 * ``stats``, ``verdict``, ``seeds``: Student-t intervals, pre-registered claims, seed-set checks
 * ``connectivity``, ``batchnorm``, ``sparsity``: mode connectivity, BatchNorm-only training,
   sparse storage formats
@@ -44,6 +45,7 @@ _LAZY_MODULES = {
     "config",
     "connectivity",
     "data",
+    "distributed",
     "experiments",
     "imp",
     "masks",
@@ -100,6 +102,7 @@ __all__ = [
     "conv4",
     "data",
     "device",
+    "distributed",
     "evaluate",
     "experiments",
     "generator",

@@ -12,6 +12,7 @@ Everything that depends on the environment is read here, at call time, so a note
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -78,6 +79,21 @@ def budget(*, quick, full):
 
 
 _quick_mode = quick  # ``budget`` names its keyword ``quick``, which shadows the function
+
+
+@contextlib.contextmanager
+def budget_of(quick_mode: bool):
+    """Within the block, ``budget`` picks as ``quick_mode`` says (``TICKETLAB_QUICK`` set, then
+    restored): a unit of work in a worker runs at the budget of the process that submitted it."""
+    before = os.environ.get("TICKETLAB_QUICK")
+    os.environ["TICKETLAB_QUICK"] = "1" if quick_mode else "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["TICKETLAB_QUICK"]
+        else:
+            os.environ["TICKETLAB_QUICK"] = before
 
 
 def cache_dir() -> Path:

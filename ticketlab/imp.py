@@ -37,10 +37,11 @@ import pandas as pd
 import torch
 
 from . import prune
-from .cache import ResultCache
+from .cache import CacheError, ResultCache
 from .config import budget
 from .config import cache_dir as default_cache_dir
 from .config import device as pick_device
+from .distributed import check_executor, map_units, worker_device
 from .masks import Mask, as_mask
 from .population import prefers_population, supports, train_many
 from .recipes import Recipe, get
@@ -65,7 +66,9 @@ class ImpResult:
 
     ``table``: one row per (seed, round, kind) with seed, round, density (fraction of prunable
     weights kept), kind ("dense" for round 0, "ticket", and the controls), test_acc, val_acc,
-    train_loss, early_stop_step, early_stop_test_acc, diverged.
+    train_loss, early_stop_step, early_stop_test_acc, diverged. A recipe that draws each control
+    several times (``control_draws`` > 1; the paper reinitializes each ticket three times) adds a
+    ``draw`` column (0, 1, ...): one row per (seed, round, kind, draw).
     ``history``: the training curves, tidy (seed, round, kind, step, train_loss, val_loss, ...).
     ``masks``: the ticket's mask for each (seed, round).
     """
@@ -157,6 +160,7 @@ def run(
     progress: bool = True,
     population: bool | None = None,
     group_size: int | None = None,
+    executor=None,
     **overrides,
 ) -> ImpResult:
     """Run IMP for every seed and return an ``ImpResult``.
@@ -178,6 +182,12 @@ def run(
             Smaller groups are independent units of work; the results depend on the grouping
             (in the last bits: a population's floating-point rounding depends on its members),
             never on which cells were cached or how the work was split.
+        executor: where the seed groups run (``ticketlab.distributed``): None for this process,
+            a ``dask.distributed.Client`` or any ``concurrent.futures.Executor``. Each group's
+            chain of rounds is one task (rounds of a seed are sequential; groups run in
+            parallel); the workers store their cells in the cache, which must be a folder they
+            and this process share, and this process then reads the table from it. The table
+            and masks are bit-identical to ``executor=None`` at the same threads per process.
         overrides: recipe fields, e.g. ``steps=500`` or ``prune_scope="global"``.
     """
     from tqdm.auto import tqdm
@@ -200,6 +210,7 @@ def run(
         raise ValueError(f"unknown controls {unknown}; choose from {CONTROLS}")
     if population not in (None, True, False):
         raise ValueError(f"population must be None, True or False, got {population!r}")
+    check_executor(executor)
     groups = _groups(seed_list(seeds), group_size)
     k = rec.prune.rewind_step
     if k >= rec.train.steps:
@@ -209,14 +220,46 @@ def run(
     cache = ResultCache(
         root / f"{rec.key}-{mode}", f"{rec.canonical};mode={mode}", results_version("ticketlab.imp")
     )
-    kinds = ("ticket", *(c for c in CONTROLS if c in controls))
+    draws = rec.prune.control_draws
+    kinds = ("ticket", *(_draw_name(c, d) for c in CONTROLS if c in controls for d in range(draws)))
     state = _Run(rec, mode, cache, kinds, population, dev)
     cache.prepare(state.round_bytes(sum(len(g) for g in groups)))
-    state.data = rec.data.load(dev)
-    for round_ in tqdm(range(rounds + 1), desc=f"IMP {rec.name or rec.key}", disable=not progress):
+    label = f"IMP {rec.name or rec.key}"
+    if executor is None:
+        state.data = rec.data.load(dev)
+    else:
+        units = [
+            {"recipe": rec, "rounds": rounds, "seeds": list(group), "controls": list(controls),
+             "mode": mode, "cache_dir": str(root.resolve()), "population": population}
+            for group in groups
+        ]  # fmt: skip
+        used = set(map_units(executor, _run_group, units, desc=label, progress=progress))
+        state.read_only(used)
+    for round_ in tqdm(range(rounds + 1), desc=label, disable=not progress or executor is not None):
         for group in groups:
             state.unit(group, round_, progress)
     return state.result(time.perf_counter() - started)
+
+
+def _run_group(**unit) -> str:
+    """One task of ``run(..., executor=...)``: a seed group's rounds, in a worker, on the
+    worker's device (``distributed.worker_device``), stored in the shared cache. Returns the
+    device type it computed on: which cells exist depends on it (``_Run._population``)."""
+    device = worker_device()
+    run(**unit, device=device, progress=False)
+    return device.type
+
+
+def _draw_name(control_name: str, draw: int) -> str:
+    """A control's cell kind for its ``draw``-th independent draw: the first draw keeps the
+    control's name (so its cells and seeds are those of a one-draw run), later ones add ``#d``."""
+    return control_name if draw == 0 else f"{control_name}#{draw + 1}"
+
+
+def _split_kind(kind: str) -> tuple[str, int]:
+    """``"reinit#3"`` → ("reinit", 2): the control and the 0-based draw of a cell kind."""
+    base, _, number = kind.partition("#")
+    return base, int(number) - 1 if number else 0
 
 
 class _Run:
@@ -230,6 +273,8 @@ class _Run:
     def __init__(self, rec: Recipe, mode: str, cache: ResultCache, kinds, population, dev):
         self.rec, self.mode, self.cache, self.kinds, self.dev = rec, mode, cache, kinds, dev
         self.population = population
+        self.decide_on = dev  # the device type that decides populations (the workers', if any)
+        self.reads_only = False
         self.data = None
         self.k = rec.prune.rewind_step
         self.layer_rates = dict(rec.prune.layer_rates) or None
@@ -264,9 +309,29 @@ class _Run:
                 if all(entry is not None for entry in entries):
                     for (seed, kind), entry in zip(batch, entries, strict=True):
                         self._accept(seed, round_, kind, entry)
+                elif self.reads_only:
+                    raise CacheError(
+                        f"the workers finished, but cells of seeds {list(group)} at round "
+                        f"{round_} are not in {self.cache.root} as this process sees it: the "
+                        "cache must be one folder that every worker and this process share (pass "
+                        "cache_dir= a shared path, e.g. on the cluster's network filesystem)"
+                    )
                 else:
                     missing = [entry is None for entry in entries]
                     self._train(unit, round_, batch, missing, progress)
+
+    def read_only(self, device_types: set[str]) -> None:
+        """After the workers ran: take every cell from the cache, deciding populations as the
+        workers did, on their ``device_types`` (one type: cells differ between devices)."""
+        if len(device_types) > 1:
+            raise CacheError(
+                f"the workers computed on different kinds of device ({sorted(device_types)}), so "
+                "their cells do not make one experiment; give every worker the same kind "
+                "(TICKETLAB_DEVICE)"
+            )
+        self.reads_only = True
+        if device_types:
+            self.decide_on = torch.device(device_types.pop())
 
     def _kinds(self, round_: int) -> tuple[str, ...]:
         return ("dense",) if round_ == 0 else self.kinds
@@ -277,7 +342,7 @@ class _Run:
             return False
         if self.population is True:
             return True
-        return n > 1 and prefers_population([self.probe], self.dev)
+        return n > 1 and prefers_population([self.probe] * n, self.decide_on)
 
     def _unit(self, group: tuple[int, ...], round_: int) -> dict | None:
         """What a population of this group and round is made of, round 0's included (later
@@ -345,7 +410,8 @@ class _Run:
         cell_mask = mask
         if kind != "ticket":
             cell_seed = derive_seed(seed, round_, kind)
-            model, cell_mask = control(kind, model, mask, cell_seed, self.rec.model.init)
+            name = _split_kind(kind)[0]
+            model, cell_mask = control(name, model, mask, cell_seed, self.rec.model.init)
         return {"model": model, "mask": cell_mask, "seed": seed, "kind": kind}
 
     def _train(self, unit, round_: int, cells, missing: list[bool], progress: bool) -> None:
@@ -440,17 +506,18 @@ class _Run:
             self.ranked[seed] = weights
 
     def _record(self, seed: int, round_: int, kind: str, mask: Mask, row: dict, history) -> None:
-        self.rows.append(
-            {"seed": seed, "round": round_, "density": mask.density, "kind": kind, **row}
-        )
-        self.histories.append(history.assign(seed=seed, round=round_, kind=kind))
+        name, draw = _split_kind(kind)
+        where = {"kind": name, "draw": draw} if self.rec.prune.control_draws > 1 else {"kind": name}
+        self.rows.append({"seed": seed, "round": round_, "density": mask.density, **where, **row})
+        self.histories.append(history.assign(seed=seed, round=round_, **where))
 
     def result(self, wall_time: float) -> ImpResult:
         rank = {kind: i for i, kind in enumerate(KINDS)}
         table = pd.DataFrame(self.rows)
+        order = ["seed", "round", "_order", *(["draw"] if "draw" in table else [])]
         table = (
             table.assign(_order=table["kind"].map(rank))
-            .sort_values(["seed", "round", "_order"])
+            .sort_values(order)
             .drop(columns="_order")
             .reset_index(drop=True)
         )

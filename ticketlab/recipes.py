@@ -11,6 +11,9 @@ Field names are unique across the four parts, so any field can be overridden by 
 
 Presets (``get(name)``; ``names()`` lists them) come with a quick and a full budget; ``get``
 picks by ``ticketlab.quick()`` unless ``budget="quick"|"full"`` is given.
+``lenet_mnist_paper`` and ``lenet_mnist_openlth`` train on the bundled 5k MNIST subset; the
+``*_full`` presets are the same papers' recipes at their own scale, on full MNIST (55,000 train /
+5,000 validation / 10,000 test).
 """
 
 from __future__ import annotations
@@ -85,12 +88,16 @@ class DataSpec:
 class PruneSpec:
     """How IMP prunes: ``prune_fraction`` of the remaining weights per round, per layer or
     globally; ``layer_rates`` overrides per layer as (name, rate) pairs (rate 0 = never pruned);
-    ``rewind_step`` is the step the survivors are reset to (0 = original initialization)."""
+    ``rewind_step`` is the step the survivors are reset to (0 = original initialization);
+    ``control_draws`` is the number of independent draws of each random control per round (the
+    paper reinitializes each ticket three times; the default 1 leaves every existing key as it
+    was, since the canonical string lists only non-default fields)."""
 
     prune_fraction: float = 0.2
     prune_scope: str = "layerwise"
     layer_rates: tuple[tuple[str, float], ...] = ()
     rewind_step: int = 0
+    control_draws: int = 1
 
     def __post_init__(self) -> None:
         if not 0 < self.prune_fraction < 1:
@@ -107,6 +114,13 @@ class PruneSpec:
         object.__setattr__(self, "layer_rates", rates)
         if self.rewind_step < 0:
             raise ValueError(f"rewind_step must be >= 0, got {self.rewind_step}")
+        draws = self.control_draws
+        if isinstance(draws, bool) or not isinstance(draws, numbers.Integral) or draws < 1:
+            raise ValueError(
+                f"control_draws must be an int >= 1 (independent draws of each control per "
+                f"round), got {draws!r}; pass e.g. control_draws=3"
+            )
+        object.__setattr__(self, "control_draws", int(draws))  # NumPy ints: one spelling
 
 
 _PARTS = {"model": ModelSpec, "data": DataSpec, "train": TrainConfig, "prune": PruneSpec}
@@ -204,9 +218,49 @@ def _lenet_openlth(budget: str) -> Recipe:
     )
 
 
+def _lenet_paper_full(budget: str) -> Recipe:
+    # Frankle & Carbin (2019) at the paper's own scale: full MNIST split as in its App. G.1
+    # (55,000 train / 5,000 validation / 10,000 test), 50,000 iterations of batch 60 (~54.6
+    # epochs of 916 batches), evaluating validation and test every 100 iterations, Adam 1.2e-3,
+    # Glorot normal, layerwise 20 % per round with the output layer at 10 %, and each ticket's
+    # random controls drawn three times ("We randomly reinitialize each winning ticket three
+    # times"). The quick budget is the same recipe on the same full data, cut to 5,000
+    # iterations (~5.5 epochs), so a quick run still exercises the paper's data and cadence.
+    steps = {"full": 50_000, "quick": 5_000}[budget]
+    return Recipe(
+        model=ModelSpec("lenet_300_100", init="glorot_normal"),
+        data=DataSpec("mnist", "full"),
+        train=TrainConfig(steps=steps, batch_size=60, optimizer="adam", lr=1.2e-3, eval_every=100),
+        prune=PruneSpec(0.2, "layerwise", (("out.weight", 0.1),), control_draws=3),
+        name="lenet_mnist_paper_full",
+    )
+
+
+def _lenet_openlth_full(budget: str) -> Recipe:
+    # open_lth's mnist_lenet_300_100 at its own scale: SGD 0.1 (no momentum, constant rate),
+    # batch 128, Kaiming normal, 40 epochs, evaluated once per epoch, global pruning 20 % with the
+    # output layer excluded. open_lth trains on all 60,000 images, ceil(60000/128) = 469 batches
+    # per epoch (its loader keeps the last partial batch), so 40 epochs = 18,760 iterations. Our
+    # full split holds out 5,000 images for validation, leaving 55,000, and ``train`` drops the
+    # last partial batch of each epoch: 55000 // 128 = 429 batches per epoch (88 images carried
+    # into the next epoch's shuffle), so 40 epochs = 17,160 iterations and eval_every = 429.
+    # (Counting open_lth's way, ceil(55000/128) = 430 would give 17,200, which does not end on
+    # one of our epoch boundaries.) The quick budget is 10 of those epochs (4,290 iterations).
+    steps = {"full": 40 * 429, "quick": 10 * 429}[budget]
+    return Recipe(
+        model=ModelSpec("lenet_300_100", init="kaiming_normal"),
+        data=DataSpec("mnist", "full"),
+        train=TrainConfig(steps=steps, batch_size=128, optimizer="sgd", lr=0.1, eval_every=429),
+        prune=PruneSpec(0.2, "global", (("out.weight", 0.0),)),
+        name="lenet_mnist_openlth_full",
+    )
+
+
 _PRESETS: dict[str, Callable[[str], Recipe]] = {
     "lenet_mnist_paper": _lenet_paper,
     "lenet_mnist_openlth": _lenet_openlth,
+    "lenet_mnist_paper_full": _lenet_paper_full,
+    "lenet_mnist_openlth_full": _lenet_openlth_full,
 }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,7 +12,20 @@ import pandas as pd
 
 from ..verdict import Claim, Verdict, verdicts_frame
 
-__all__ = ["ExperimentResult"]
+__all__ = ["ExperimentResult", "as_part"]
+
+_PART: contextvars.ContextVar[bool] = contextvars.ContextVar("part", default=False)
+
+
+@contextlib.contextmanager
+def as_part():
+    """Within the block, experiments return results without verdicts: the part a seed group
+    contributes to a larger run (``_units``), whose claims are evaluated once, on all seeds."""
+    token = _PART.set(True)
+    try:
+        yield
+    finally:
+        _PART.reset(token)
 
 
 @dataclass
@@ -31,6 +46,9 @@ class ExperimentResult:
     verdicts: tuple[Verdict, ...] = field(init=False)
 
     def __post_init__(self) -> None:
+        if _PART.get():  # one seed group's share of a run: its claims are judged on the whole
+            self.verdicts = ()
+            return
         self.verdicts = tuple(claim.evaluate(self.table) for claim in self.claims)
 
     def verdict(self, name: str) -> Verdict:

@@ -57,6 +57,7 @@ from ..stats import seed_list, t_errorbar
 from ..training import TrainConfig
 from ..verdict import Claim
 from ._result import ExperimentResult
+from ._units import over_seed_groups
 
 __all__ = ["CHANCE", "CLAIMS", "SETTINGS", "batchnorm_only", "downsample"]
 
@@ -140,6 +141,7 @@ def _depth_roles(depths: Sequence[int]) -> dict[int, str]:
     return roles
 
 
+@over_seed_groups(lambda: budget(quick=3, full=4))
 def batchnorm_only(
     depths: Sequence[int] | None = None,
     seeds: int | Sequence[int] | None = None,

@@ -38,6 +38,7 @@ from ..rewinding import rewind
 from ..stats import seed_list
 from ..verdict import Claim
 from ._result import ExperimentResult
+from ._units import over_seed_groups
 
 __all__ = ["CLAIMS", "instability"]
 
@@ -88,6 +89,7 @@ CLAIMS = (
 )
 
 
+@over_seed_groups(lambda: budget(quick=(0, 1, 2), full=(0, 1, 2, 3, 4)))
 def instability(
     recipe: str | Recipe = "lenet_mnist_paper",
     rewind_steps: Sequence[int] | None = None,

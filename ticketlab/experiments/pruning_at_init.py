@@ -49,6 +49,7 @@ from ..recipes import Recipe, get
 from ..stats import seed_list
 from ..verdict import Claim
 from ._result import ExperimentResult
+from ._units import over_seed_groups
 from .deconstruct import densities_list, point_plot
 
 __all__ = ["CLAIMS", "METHODS", "pruning_at_init", "snip_batch"]
@@ -168,6 +169,7 @@ def _claims_for(methods: Sequence[str]) -> list[Claim]:
     return keep
 
 
+@over_seed_groups(lambda: budget(quick=4, full=6))
 def pruning_at_init(
     density: float | Sequence[float] = DENSITY,
     seeds: int | Sequence[int] | None = None,

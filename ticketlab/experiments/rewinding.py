@@ -46,6 +46,7 @@ from ..stats import seed_list
 from ..training import TrainConfig, evaluate
 from ..verdict import Claim
 from ._result import ExperimentResult
+from ._units import over_seed_groups
 from .deconstruct import densities_list, masked_copy, point_plot
 
 __all__ = ["CLAIMS", "METHODS", "retraining", "rewinding_vs_finetuning"]
@@ -129,6 +130,7 @@ def retraining(
     raise ValueError(f"unknown retraining method {method!r}; choose one of {METHODS}")
 
 
+@over_seed_groups(lambda: budget(quick=4, full=5))
 def rewinding_vs_finetuning(
     density: float | Sequence[float] = DENSITY,
     seeds: int | Sequence[int] | None = None,

@@ -46,6 +46,7 @@ from ..stats import seed_list
 from ..training import evaluate
 from ..verdict import Claim
 from ._result import ExperimentResult
+from ._units import over_seed_groups
 from .deconstruct import densities_list, layer_densities, point_plot
 
 __all__ = ["CLAIMS", "DENSITIES", "large_final_same_sign", "signed_constant", "supermask"]
@@ -114,6 +115,7 @@ def signed_constant(state: Mapping[str, Tensor], names: Sequence[str]) -> dict[s
     return out
 
 
+@over_seed_groups(lambda: budget(quick=3, full=5))
 def supermask(
     density: float | Sequence[float] = DENSITIES,
     seeds: int | Sequence[int] | None = None,

@@ -32,6 +32,7 @@ from ..population import train_population
 from ..stats import seed_list
 from ..verdict import Claim
 from ._result import ExperimentResult
+from ._units import over_seed_groups
 
 __all__ = ["CLAIMS", "success_rates", "unit_schedule", "xor_tickets"]
 
@@ -80,6 +81,7 @@ def unit_schedule(large: int, small: int) -> list[int]:
     return out
 
 
+@over_seed_groups(lambda: budget(quick=200, full=1000))
 def xor_tickets(
     seeds: int | Sequence[int] | None = None,
     small: int = 2,
