@@ -103,6 +103,6 @@ def run(ctx: Context) -> Group:
     rows.append(Row.judged(GROUP, item, ratio, "×", WITHIN, note))
     item = "LocalCluster start (2 workers, until both hold the data)"
     rows.append(Row.info(GROUP, item, statistics.median(starts), "s", "not in the sweep times"))
-    details = {"sweep": sweep, "seconds": {n: summary(s) for n, s in seconds.items()},
+    details = {"sweep": sweep, "sweep_seconds": {n: summary(s) for n, s in seconds.items()},
                "start": summary(starts), "ratio": ratio}  # fmt: skip
     return Group(rows, details)

@@ -391,7 +391,7 @@ def run(ctx: Context) -> Group:
         measured[what] = run_child({"measure": what, **spec})
     load_after = load_average()
     costs = {what: m["cpu"]["median"] for what, m in measured.items() if what != "validation"}
-    population_first = prefers_population([rec.model.build(0)], torch.device("cpu"))
+    population_first = prefers_population([rec.model.build(0)] * MEMBERS, torch.device("cpu"))
     projection = project(costs, steps, every, population_first)
     val = measured["validation"]
     projected_val = project_run(costs, val["steps"], val["eval_every"])

@@ -236,6 +236,19 @@ def test_connect_checks_its_arguments():
         pass
 
 
+def _worker_environment() -> dict:
+    return {k: os.environ.get(k) for k in ("MALLOC_TRIM_THRESHOLD_", "TICKETLAB_THREADS")}
+
+
+def test_local_workers_get_one_thread_and_glibcs_own_malloc_trimming(client):
+    """Dask's default MALLOC_TRIM_THRESHOLD_ (64 KiB) made IMP on the workers 1.5× slower
+    (benchmarks/cluster.py); ``connect`` starts its workers without it."""
+    environments = client.run(_worker_environment)
+    assert len(environments) == 2
+    for environment in environments.values():
+        assert environment == {"MALLOC_TRIM_THRESHOLD_": None, "TICKETLAB_THREADS": "1"}
+
+
 def test_worker_device_follows_ticketlab_device(monkeypatch):
     monkeypatch.setenv("TICKETLAB_DEVICE", "cpu")
     assert distributed.worker_device() == torch.device("cpu")

@@ -166,7 +166,11 @@ def connect(
         threads: PyTorch threads per local worker (``TICKETLAB_THREADS`` and ``OMP_NUM_THREADS``
             in each worker's environment); 1 keeps two workers on two cores from fighting.
         dashboard: serve the dashboard of a local cluster on a free port.
+
+    In a script, call it under ``if __name__ == "__main__":``: local workers are spawned Python
+    processes that import the script's main module (as ``multiprocessing`` does).
     """
+    import dask
     from distributed import Client, LocalCluster
 
     if scheduler is not None and workers is not None:
@@ -191,14 +195,19 @@ def connect(
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be an int >= 1 (local worker processes), got {workers!r}")
     env = {"TICKETLAB_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
-    cluster = LocalCluster(
-        n_workers=workers,
-        threads_per_worker=1,  # one unit at a time per worker: its cores are the unit's threads
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=":0" if dashboard else None,
-        env=env,
-    )
+    # Dask starts workers with MALLOC_TRIM_THRESHOLD_=65536, which makes glibc hand freed memory
+    # back to the system at once (and stops it raising its mmap threshold): every large tensor
+    # a training step frees and allocates again then costs page faults. Measured on the 2-core
+    # AMD EPYC, two IMP processes took 25 s with it and 16-17 s without (benchmarks/cluster.py).
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+        cluster = LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,  # one unit at a time per worker: its cores are its threads
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=":0" if dashboard else None,
+            env=env,
+        )
     try:
         with Client(cluster) as client:
             yield client
