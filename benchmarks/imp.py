@@ -19,18 +19,17 @@ from __future__ import annotations
 import json
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from .child import run_module
 from .results import Context, Group, Row, Target
 
 __all__ = ["full", "paper_figure", "quick", "run_child"]
 
 GROUP = "imp"
-REPO = Path(__file__).resolve().parents[1]
 PAPER_FIGURE = Target.below(10, "min")
 
 
@@ -114,26 +113,14 @@ def _child(spec: dict) -> dict:
 def run_child(spec: dict, *, quick: bool, timeout: float) -> dict:
     """Run ``spec`` in a fresh process with an empty cache; returns the child's measurements."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     env.pop("TICKETLAB_QUICK", None)
     if quick:
         env["TICKETLAB_QUICK"] = "1"
     with tempfile.TemporaryDirectory(prefix="ticketlab-bench-imp-") as cache:
-        spec = {**spec, "cache_dir": cache}
         started = time.perf_counter()
-        proc = subprocess.run(
-            [sys.executable, "-m", "benchmarks.imp", json.dumps(spec)],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        out = run_module("benchmarks.imp", {**spec, "cache_dir": cache}, env, timeout)
         wall = time.perf_counter() - started
-    if proc.returncode != 0:
-        tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
-        raise RuntimeError(f"IMP subprocess failed (exit {proc.returncode}):\n{tail}")
-    return {**json.loads(proc.stdout.strip().splitlines()[-1]), "wall_seconds": wall}
+    return {**out, "wall_seconds": wall}
 
 
 def _rows(label: str, out: dict, target: Target | None = None) -> list[Row]:

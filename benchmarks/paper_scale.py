@@ -60,12 +60,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
+from .child import run_module
 from .report import load_average
 from .results import Context, Group, Row, summary
 
@@ -82,7 +81,6 @@ __all__ = [
 ]
 
 GROUP = "paper_scale"
-REPO = Path(__file__).resolve().parents[1]
 RECIPE = "lenet_mnist_paper_full"
 SIZES = {"train": 55_000, "val": 5_000, "test": 10_000}
 MEMBERS = 4  # a round's cells of one seed: the ticket and its 3 reinitializations
@@ -332,23 +330,9 @@ def _round_setups(rec) -> tuple[list[float], list[float]]:
 def run_child(spec: dict, timeout: float = 600) -> dict:
     """Run one measurement in a fresh one-thread process; returns its JSON result."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     env.update(OMP_NUM_THREADS="1", TICKETLAB_THREADS="1", MKL_NUM_THREADS="1")
     env.pop("TICKETLAB_QUICK", None)
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.paper_scale", json.dumps(spec)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    if proc.returncode != 0:
-        tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
-        raise RuntimeError(
-            f"paper_scale subprocess {spec} failed (exit {proc.returncode}):\n{tail}"
-        )
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_module("benchmarks.paper_scale", spec, env, timeout)
 
 
 # -- the benchmark --------------------------------------------------------------------------------
