@@ -2,7 +2,10 @@
 
 A learner runs a notebook while the tests run, or two notebooks, or two Dask workers share a
 machine. Each job here is a fresh process training LeNet-300-100 (batch 60, Adam, a 10 % mask)
-for a fixed number of steps; it reports the wall time of its training loop. Every setting is
+or the BatchNorm lab's ResNet-8 for a fixed number of steps; it reports the wall time of its
+training loop. The settings are PyTorch's default threads (what every ticketlab process did before
+its thread policy), the same with passive OpenMP waits, and the policy itself
+(``ticketlab.config.threads``: half the cores, so one thread on two). Every setting is
 timed alone and as two identical jobs started together, and the slowdown is a job's time next to
 the other divided by its time alone: 2× is fair sharing of two busy cores by two jobs that each
 could use both, anything far above it is the threads of one job waiting for threads the other
@@ -17,30 +20,54 @@ import statistics
 import subprocess
 import sys
 
-from .results import Context, Group, Row, summary
+from .results import Context, Group, Row, Target, summary
 
-__all__ = ["SETTINGS", "run"]
+__all__ = ["JOBS", "SETTINGS", "run"]
 
 GROUP = "contention"
+ALONE = Target.below(1.1, "×")
+PAIRED = Target.below(2.0, "×")
 
+BEFORE = "PyTorch's default threads (TICKETLAB_THREADS=all)"
+AFTER = "ticketlab's default (half the cores)"
 SETTINGS = {
-    "default threads, default OpenMP waits": {},
-    "default threads, OMP_WAIT_POLICY=PASSIVE": {"OMP_WAIT_POLICY": "PASSIVE"},
-    "TICKETLAB_THREADS=1": {"TICKETLAB_THREADS": "1"},
+    BEFORE: {"TICKETLAB_THREADS": "all"},
+    "PyTorch's default threads, OMP_WAIT_POLICY=PASSIVE": {
+        "TICKETLAB_THREADS": "all",
+        "OMP_WAIT_POLICY": "PASSIVE",
+    },
+    AFTER: {},
 }
 """Environment changes per setting, on top of this process's environment without the thread
-variables (so the parent's own settings cannot leak in)."""
+variables (so the parent's own settings cannot leak in). ``BEFORE`` is what every ticketlab
+process did until the thread policy (``ticketlab.config.threads``); ``AFTER`` is that policy."""
+
+JOBS = {
+    "LeNet": (
+        "model = tl.lenet_300_100(seed=0)\n"
+        "mask = tl.prune.random(tl.Mask.ones(model), 0.9, seed=0)\n"
+        "kw = dict(mask=mask, batch_size=60)"
+    ),
+    "ResNet-8": (
+        "from ticketlab.experiments.batchnorm import downsample\n"
+        "data = downsample(data, 2)\n"
+        "model = tl.resnet(8, 16, seed=0)\n"
+        "kw = dict(batch_size=128, lr=2e-2)"
+    ),
+}
+"""Each job's network: LeNet-300-100 at 10 % density as in IMP, and the BatchNorm lab's ResNet-8
+(width 16, 14×14 inputs, batch 128), the heaviest network the labs train on a CPU."""
 
 _JOB = """
 import json, time
+import torch
 import ticketlab as tl
 data = tl.mnist(device="cpu")
-model = tl.lenet_300_100(seed=0)
-mask = tl.prune.random(tl.Mask.ones(model), 0.9, seed=0)
-tl.train(model, data, steps=20, eval_every=20, mask=mask, progress=False)  # warm up
+{model}
+tl.train(model, data, steps=5, eval_every=5, progress=False, **kw)  # warm up
 started = time.perf_counter()
-tl.train(model, data, steps={steps}, eval_every={steps}, mask=mask, progress=False)
-print(json.dumps({{"seconds": time.perf_counter() - started}}))
+tl.train(model, data, steps={steps}, eval_every={steps}, progress=False, **kw)
+print(json.dumps({{"seconds": time.perf_counter() - started, "threads": torch.get_num_threads()}}))
 """
 
 
@@ -50,11 +77,12 @@ def _env(changes: dict[str, str]) -> dict[str, str]:
     return env | {"TICKETLAB_DEVICE": "cpu"} | changes
 
 
-def _jobs(n: int, steps: int, changes: dict[str, str]) -> list[float]:
-    """Start ``n`` identical jobs at once; their training-loop seconds."""
+def _jobs(n: int, job: str, steps: int, changes: dict[str, str]) -> list[dict]:
+    """Start ``n`` identical jobs at once; each one's training-loop seconds and thread count."""
+    code = _JOB.format(model=JOBS[job], steps=steps)
     procs = [
-        subprocess.Popen([sys.executable, "-c", _JOB.format(steps=steps)], env=_env(changes),
-                         stdout=subprocess.PIPE, text=True)
+        subprocess.Popen([sys.executable, "-c", code], env=_env(changes), stdout=subprocess.PIPE,
+                         text=True)
         for _ in range(n)
     ]  # fmt: skip
     out = []
@@ -62,27 +90,48 @@ def _jobs(n: int, steps: int, changes: dict[str, str]) -> list[float]:
         stdout, _ = proc.communicate()
         if proc.returncode:
             raise RuntimeError(f"a contention job failed (exit {proc.returncode})")
-        out.append(json.loads(stdout.strip().splitlines()[-1])["seconds"])
+        out.append(json.loads(stdout.strip().splitlines()[-1]))
     return out
 
 
 def run(ctx: Context) -> Group:
-    """Each setting alone and two at once, alternating, medians over rounds."""
-    steps = ctx.size(quick=100, full=400)
+    """Each job and setting alone and two at once, alternating, medians over rounds."""
+    steps = {"LeNet": ctx.size(quick=100, full=400), "ResNet-8": ctx.size(quick=4, full=30)}
     rounds = ctx.rounds(quick=1, full=3)
-    alone: dict[str, list[float]] = {name: [] for name in SETTINGS}
-    paired: dict[str, list[float]] = {name: [] for name in SETTINGS}
+    alone = {(job, name): [] for job in JOBS for name in SETTINGS}
+    paired = {(job, name): [] for job in JOBS for name in SETTINGS}
+    used: dict[tuple[str, str], int] = {}
     for r in range(rounds):
-        for name, changes in SETTINGS.items():
-            ctx.log(f"contention round {r + 1}/{rounds}: {name}")
-            alone[name] += _jobs(1, steps, changes)
-            paired[name] += _jobs(2, steps, changes)
+        for job in JOBS:
+            for name, changes in SETTINGS.items():
+                ctx.log(f"contention round {r + 1}/{rounds}: {job}, {name}")
+                one = _jobs(1, job, steps[job], changes)
+                two = _jobs(2, job, steps[job], changes)
+                alone[job, name] += [j["seconds"] for j in one]
+                paired[job, name] += [j["seconds"] for j in two]
+                used[job, name] = one[0]["threads"]
     rows, details = [], {"steps": steps, "rounds": rounds}
-    for name in SETTINGS:
-        one, two = statistics.median(alone[name]), statistics.median(paired[name])
-        note = f"{steps} LeNet steps per job; median of {rounds} rounds"
-        rows.append(Row.info(GROUP, f"{name}: one job alone", one, "s", note))
-        fair = "a job's time beside the other ÷ alone; 2× is fair sharing"
-        rows.append(Row.info(GROUP, f"{name}: two jobs at once, slowdown", two / one, "×", fair))
-        details[name] = {"alone": summary(alone[name]), "two": summary(paired[name])}
+    med = statistics.median
+    for job in JOBS:
+        for name in SETTINGS:
+            one, two = med(alone[job, name]), med(paired[job, name])
+            note = (f"{steps[job]} steps per job at {used[job, name]} thread(s); median of "
+                    f"{rounds} rounds")  # fmt: skip
+            rows.append(Row.info(GROUP, f"{job}, {name}: one job alone", one, "s", note))
+            fair = "a job's time beside the other ÷ alone; 2× is fair sharing of busy cores"
+            item = f"{job}, {name}: two jobs at once, slowdown"
+            if name == AFTER:
+                rows.append(Row.judged(GROUP, item, two / one, "×", PAIRED, fair))
+            else:
+                rows.append(Row.info(GROUP, item, two / one, "×", fair))
+            details[f"{job}, {name}"] = {
+                "threads": used[job, name],
+                "alone": summary(alone[job, name]),
+                "two": summary(paired[job, name]),
+            }
+        after_vs_before = med(alone[job, AFTER]) / med(alone[job, BEFORE])
+        rows.append(Row.judged(
+            GROUP, f"{job}, one job alone: ticketlab's default ÷ PyTorch's default",
+            after_vs_before, "×", ALONE, "the policy must not slow the single-job case",
+        ))  # fmt: skip
     return Group(rows, details)

@@ -1,10 +1,12 @@
 """Trainer throughput: ``ticketlab.training`` on a sparse LeNet vs a naive loop and the matmul peak.
 
-Four tasks are timed in interleaved rounds (``ticketlab.timing.interleave``):
+These tasks are timed in interleaved rounds (``ticketlab.timing.interleave``):
 
 * ``trainer``: ``ticketlab.training`` on LeNet-300-100 with a layerwise magnitude mask at 10 %
   density, batch 60, Adam (lr 1.2e-3), on the 5k MNIST subset; evaluation only where ``train``
   always evaluates (before the first and after the last step, 1,500 validation and test images).
+* ``trainer_autograd``: the same with the by-hand MLP gradients (``ticketlab.mlp_step``) switched
+  off, so every step records and walks autograd's graph: what that path buys.
 * ``naive``: the reference loop in ``naive_loop``: the same network as a plain ``nn.Sequential``,
   ``torch.optim.Adam`` with its defaults, batches of random indices into the same tensors,
   no mask and no evaluation.
@@ -15,7 +17,8 @@ Four tasks are timed in interleaved rounds (``ticketlab.timing.interleave``):
   parameters alone. Step matmuls + this update bound what any Adam trainer can reach.
 
 Reported per round, then as the median over rounds: the trainer's speed-up over the naive loop,
-and its achieved GFLOP/s (``flops.mlp_step_flops`` × steps/s) as a fraction of each peak.
+its achieved GFLOP/s (``flops.mlp_step_flops`` × steps/s) as a fraction of each peak, and the
+bound's time (step matmuls + Adam) as a share of a trainer step's.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import copy
 import statistics
 from collections.abc import Callable
+from unittest import mock
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +34,7 @@ from torch import nn
 
 from ticketlab import prune
 from ticketlab.data import mnist
+from ticketlab.mlp_step import MLPGrad
 from ticketlab.models import lenet_300_100
 from ticketlab.optim import make_optimizer
 from ticketlab.timing import calibrate, interleave, ratios
@@ -43,6 +48,7 @@ __all__ = ["naive_loop", "naive_net", "run"]
 GROUP = "trainer"
 SPEEDUP = Target.minimum(1.3, "×")
 PEAK_FRACTION = Target.minimum(55, "%")
+BOUND_FRACTION = Target.minimum(80, "%")
 SQUARE_SIZES = (1024, 2048)
 BATCH = 60
 LR = 1.2e-3
@@ -139,11 +145,20 @@ def run(ctx: Context) -> Group:
     def trainer() -> None:
         train(copy.deepcopy(base), data, config, mask=mask, progress=False)
 
+    def trainer_autograd() -> None:
+        # The same trainer with its by-hand MLP gradients switched off: what that path buys.
+        with mock.patch.object(MLPGrad, "of", classmethod(lambda cls, model: None)):
+            train(copy.deepcopy(base), data, config, mask=mask, progress=False)
+
     def naive() -> None:
         naive_loop(copy.deepcopy(reference), X, y, steps, BATCH)
 
     seconds = ctx.size(quick=0.3, full=0.6)
-    tasks: dict[str, Callable[[], None]] = {"trainer": trainer, "naive": naive}
+    tasks: dict[str, Callable[[], None]] = {
+        "trainer": trainer,
+        "trainer_autograd": trainer_autograd,
+        "naive": naive,
+    }
     flops_per_call = {}
     for n in SQUARE_SIZES:
         tasks[f"square_{n}"], flops_per_call[f"square_{n}"] = _matmul_task(
@@ -172,6 +187,8 @@ def run(ctx: Context) -> Group:
         for g, t in zip(gflops["lenet_shapes"], samples["adam"], strict=True)
     ]
     bound = [100 * step_flops["total"] / f / 1e9 / p for f, p in zip(floor, peak, strict=True)]
+    # The trainer's step time against that floor, per round: what issue 15's item 3 judges.
+    of_bound = [100 * f * steps / t for f, t in zip(floor, samples["trainer"], strict=True)]
     med = statistics.median
 
     reach = "out of reach" if med(bound) < PEAK_FRACTION.threshold else "within reach"
@@ -199,6 +216,13 @@ def run(ctx: Context) -> Group:
         Row.info(
             GROUP, "Naive loop, LeNet-300-100, no mask", steps / med(samples["naive"]), "steps/s"
         ),
+        Row.info(
+            GROUP,
+            "Trainer's by-hand MLP gradients vs its autograd path, speed-up",
+            med(ratios(samples["trainer_autograd"], samples["trainer"])),
+            "×",
+            "ticketlab.mlp_step, bit-identical gradients; the same train() otherwise",
+        ),
         Row.judged(
             GROUP,
             "Trainer GFLOP/s, share of matmul peak (square fp32)",
@@ -206,6 +230,15 @@ def run(ctx: Context) -> Group:
             "%",
             PEAK_FRACTION,
             f"reference: this machine's peak; {shapes_note}",
+        ),
+        Row.judged(
+            GROUP,
+            "Trainer step, share of its bound (step matmuls + Adam update)",
+            med(of_bound),
+            "%",
+            BOUND_FRACTION,
+            f"the bound's time ÷ a trainer step's (evaluation included); {torch.get_num_threads()}"
+            " thread(s)",
         ),
         Row.info(
             GROUP,
@@ -269,5 +302,6 @@ def run(ctx: Context) -> Group:
         "step_matmuls_percent_of_peak": summary(shapes_of_peak),
         "adam_updates_per_call": adam_reps,
         "bound_percent_of_peak": summary(bound),
+        "percent_of_bound": summary(of_bound),
     }
     return Group(rows, details)

@@ -123,23 +123,50 @@ def test_generator_rejects_bad_seeds(seed):
         config.generator(seed)
 
 
-def test_threads_sets_torch_from_the_environment_and_leaves_it_alone_unset(monkeypatch):
+def test_threads_sets_torch_from_the_environment(monkeypatch):
     before = torch.get_num_threads()
     try:
-        monkeypatch.delenv("TICKETLAB_THREADS", raising=False)
-        torch.set_num_threads(2)
-        assert config.threads() is None and torch.get_num_threads() == 2
         monkeypatch.setenv("TICKETLAB_THREADS", "1")
         assert config.threads() == 1 and torch.get_num_threads() == 1
+        torch.set_num_threads(2)
+        monkeypatch.setenv("TICKETLAB_THREADS", "all")
+        assert config.threads() is None and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize(("available", "expected"), [(1, 1), (2, 1), (3, 1), (4, 2), (16, 8)])
+def test_the_default_is_half_the_cores_and_at_least_one(available, expected):
+    assert config.default_threads(available) == expected
+
+
+def _threads_in_a_fresh_process(code: str, **env_changes: str) -> int:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("TICKETLAB_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code + "; print(torch.get_num_threads())"],
+                         env=env | env_changes, capture_output=True, text=True)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    return int(out.stdout.strip())
+
+
+def test_importing_ticketlab_applies_the_default_policy_unless_someone_chose():
+    pytorch_default = _threads_in_a_fresh_process("import torch")
+    half = max(1, len(os.sched_getaffinity(0)) // 2)
+    assert _threads_in_a_fresh_process("import torch, ticketlab") == min(half, pytorch_default)
+    # OMP_NUM_THREADS (read by PyTorch itself) and TICKETLAB_THREADS=all are left alone.
+    omp = _threads_in_a_fresh_process("import torch", OMP_NUM_THREADS="2")
+    assert _threads_in_a_fresh_process("import torch, ticketlab", OMP_NUM_THREADS="2") == omp
+    all_cores = _threads_in_a_fresh_process("import torch, ticketlab", TICKETLAB_THREADS="all")
+    assert all_cores == pytorch_default
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "two", "1.5"])
 def test_a_bad_thread_count_names_the_fix(monkeypatch, value):
     monkeypatch.setenv("TICKETLAB_THREADS", value)
     before = torch.get_num_threads()
-    with pytest.raises(ValueError, match=rf"TICKETLAB_THREADS='{value}' is not a thread count"):
+    with pytest.raises(
+        ValueError, match=rf"TICKETLAB_THREADS='{value}' is not a thread count.*'all'"
+    ):
         config.threads()
     assert torch.get_num_threads() == before
 

@@ -36,7 +36,7 @@ from .training import TrainConfig, TrainResult, evaluate, train
 
 __version__ = "0.1.0"
 
-threads()  # TICKETLAB_THREADS, if set, before anything runs
+threads()  # the thread policy (TICKETLAB_THREADS, else half the cores) before anything runs
 
 _LAZY_MODULES = {
     "audit",

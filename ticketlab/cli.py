@@ -369,7 +369,7 @@ def _common_options(parser: argparse.ArgumentParser) -> None:
         type=_count(1, "PyTorch threads"),
         metavar="T",
         help="PyTorch threads in this process and each local worker (default: "
-        "$TICKETLAB_THREADS, else PyTorch's; 1 per local worker)",
+        "$TICKETLAB_THREADS, else half the cores; 1 per local worker)",
     )
     parser.add_argument(
         "--device", help="cpu, cuda, cuda:1 or mps (default: $TICKETLAB_DEVICE, else the best)"

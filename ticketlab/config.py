@@ -7,7 +7,8 @@ Everything that depends on the environment is read here, at call time, so a note
 * ``TICKETLAB_QUICK=1``: every experiment uses its quick budget (fewer steps, rounds and seeds).
 * ``TICKETLAB_CACHE``: the folder for datasets and cached experiment results.
 * ``TICKETLAB_THREADS``: PyTorch's thread count for this process, set when ticketlab is imported
-  (``threads``); unset, PyTorch's default (every core).
+  (``threads``); ``all`` keeps PyTorch's default (every core); unset, half the cores this
+  process may use (at least one), unless ``OMP_NUM_THREADS`` or ``MKL_NUM_THREADS`` chose.
 """
 
 from __future__ import annotations
@@ -18,7 +19,16 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["budget", "cache_dir", "device", "generator", "quick", "threads"]
+__all__ = [
+    "budget",
+    "cache_dir",
+    "cores",
+    "default_threads",
+    "device",
+    "generator",
+    "quick",
+    "threads",
+]
 
 
 def device(name: str | torch.device | None = None) -> torch.device:
@@ -44,20 +54,56 @@ def device(name: str | torch.device | None = None) -> torch.device:
     return torch.device("cpu")
 
 
-def threads() -> int | None:
-    """``$TICKETLAB_THREADS`` as a positive int, applied with ``torch.set_num_threads``; None (and
-    nothing changed) when it is unset. ``import ticketlab`` calls this once.
+def cores() -> int:
+    """The CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS and Windows have no affinity masks
+        return os.cpu_count() or 1
 
-    One thread per process is what two jobs on two cores want (README, "Threads"); the thread
-    count can change results in the last bits, so it is a choice, never a silent default.
+
+def default_threads(available: int | None = None) -> int:
+    """ticketlab's thread count for a process when nobody chose one: half of ``available`` cores
+    (default: ``cores()``), at least one.
+
+    Two PyTorch jobs on one machine (a notebook beside the tests, two notebooks, two workers)
+    each start a thread per core by default; their OpenMP threads then wait for each other's
+    descheduled threads at every parallel region and both run many times slower (14.5× on two
+    cores, ``benchmarks/contention.py``). Half the cores each fits two jobs side by side, and a
+    lone job loses little: the labs' networks are small (README, "Threads", has the numbers).
+    """
+    available = cores() if available is None else available
+    return max(1, available // 2)
+
+
+_CHOSEN_ELSEWHERE = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def threads() -> int | None:
+    """Apply ticketlab's thread policy to PyTorch; the thread count set, or None when it was left
+    to PyTorch. ``import ticketlab`` calls this once.
+
+    * ``TICKETLAB_THREADS=n`` (a positive int): n threads.
+    * ``TICKETLAB_THREADS=all``: PyTorch's own default (a thread per core), nothing changed.
+    * unset: nothing changed if ``OMP_NUM_THREADS`` or ``MKL_NUM_THREADS`` is set (PyTorch reads
+      those itself), else ``default_threads()``: half the cores, at least one.
+
+    The thread count can change results in the last bits (how a matrix product splits its sums),
+    so a run is repeatable at a fixed count; README "Threads" says which count what ran at.
     """
     value = os.environ.get("TICKETLAB_THREADS", "").strip()
-    if not value:
+    if value.lower() == "all":
         return None
+    if not value:
+        if any(os.environ.get(name, "").strip() for name in _CHOSEN_ELSEWHERE):
+            return None
+        count = min(default_threads(), torch.get_num_threads())
+        torch.set_num_threads(count)
+        return count
     if not value.isdigit() or int(value) < 1:
         raise ValueError(
             f"TICKETLAB_THREADS={value!r} is not a thread count; set it to a positive integer "
-            "such as 1, or unset it for PyTorch's default"
+            "such as 1, or to 'all' for PyTorch's default (a thread per core)"
         )
     torch.set_num_threads(int(value))
     return int(value)

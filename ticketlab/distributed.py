@@ -124,11 +124,13 @@ def map_units(
 
 def _call(function: Callable[..., Any], unit: dict, driver: int):
     """Run one unit. In a process other than the driver's (a worker), first set this process's
-    PyTorch threads: ``$TICKETLAB_THREADS``, else 1 (see the module docstring). Threads of the
-    driver's own process (a ThreadPoolExecutor, or no executor) are left as they are."""
+    PyTorch threads: ``$TICKETLAB_THREADS``, else 1 (see the module docstring; ``all`` leaves
+    PyTorch's thread per core). Threads of the driver's own process (a ThreadPoolExecutor, or no
+    executor) are left as they are."""
     if os.getpid() != driver:
         value = os.environ.get("TICKETLAB_THREADS", "").strip()
-        torch.set_num_threads(int(value) if value.isdigit() and int(value) > 0 else 1)
+        if value.lower() != "all":
+            torch.set_num_threads(int(value) if value.isdigit() and int(value) > 0 else 1)
     return function(**unit)
 
 

@@ -201,11 +201,10 @@ def _stack(models: Sequence[nn.Module], device: torch.device):
 def prefers_population(models: Sequence[nn.Module], device: torch.device) -> bool:
     """Whether ``train_many`` trains ``models`` as a population by default: never one model
     alone; MLPs everywhere (the batched-matmul path, 2.1× sequential at N = 8 on 2 CPU cores);
-    other models (``torch.func``) on a GPU. On a CPU they train one by one: conv4 measured
-    0.86–0.90× sequential there, and ResNet-8 1.18–1.26× (``benchmarks/population.py``,
-    2026-12-02), but switching the BatchNorm lab to populations changes its committed numbers in
-    the last bits, so that switch is left to the work on the workbook's running time, which
-    re-runs the labs anyway."""
+    other models (``torch.func``) on a GPU. On a CPU they train one by one: at one thread, the
+    default on two cores (``config.threads``), conv4 measured 0.76–0.79× sequential and ResNet-8
+    0.65–0.75× (``benchmarks/population.py``, 2026-12-03); only at two threads did ResNet-8 gain
+    (1.18–1.26×, 2026-12-02)."""
     if len(models) < 2 or not all(supports(m) for m in models):
         # One model: ``train`` is the fastest path (a population of one measured 1.2× slower
         # per step, benchmarks/population.py ``versus_train``).

@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # pandas loads when the first history is built, not with the 
     import pandas as pd
 
 from .masks import as_mask
+from .mlp_step import MLPGrad
 from .optim import make_optimizer
 
 __all__ = [
@@ -358,9 +359,10 @@ class MaskRules:
         self.grad_masks = [(p, m) for p, m in [*pruned, *frozen] if p.requires_grad]
 
     def mask_grads(self) -> None:
-        for p, m in self.grad_masks:
-            if p.grad is not None:  # a parameter the loss does not reach gets no gradient
-                p.grad.mul_(m)
+        # A parameter the loss does not reach gets no gradient; the rest in one fused call.
+        live = [(p.grad, m) for p, m in self.grad_masks if p.grad is not None]
+        if live:
+            torch._foreach_mul_([g for g, _ in live], [m for _, m in live])
 
     def restore(self) -> None:
         if self.frozen:
@@ -388,11 +390,15 @@ class TrainStep:
         if not trainable:
             raise ValueError("the model has no trainable parameters (all have requires_grad=False)")
         self.optimizer = make_optimizer(trainable, config)
+        # A plain MLP's gradients by hand, bit for bit autograd's without its graph (mlp_step).
+        self.by_hand = MLPGrad.of(model)
 
     def __call__(self, X: torch.Tensor, y: torch.Tensor, lr: float) -> torch.Tensor:
-        loss = mean_loss(self.model(X), y)
         self.optimizer.zero_grad()  # None grads let backward write them without an extra pass
-        loss.backward()
+        loss = self.by_hand.grads(X, y) if self.by_hand is not None else None
+        if loss is None:
+            loss = mean_loss(self.model(X), y)
+            loss.backward()
         with torch.no_grad():
             self.rules.mask_grads()
             self.optimizer.step(lr)
