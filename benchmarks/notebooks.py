@@ -25,7 +25,7 @@ __all__ = ["run"]
 GROUP = "notebooks"
 REPO = Path(__file__).resolve().parents[1]
 TOOL = REPO / "tools" / "execute_notebooks.py"
-TOTAL = Target.below(10, "min")
+TOTAL = Target.below(2.5, "min")
 
 
 def run(ctx: Context) -> Group:
