@@ -138,12 +138,13 @@ def _shared(model):
         lambda: nn.Sequential(_ScaledLinear(4, 3), nn.ReLU(), nn.Linear(3, 2)),  # a subclass
         lambda: nn.Sequential(nn.Linear(4, 3), nn.ReLU(inplace=True), nn.Linear(3, 2)),
         lambda: nn.Sequential(nn.Linear(4, 3), nn.ReLU()),  # ends in an activation
+        lambda: nn.Sequential(nn.ReLU(), nn.Linear(4, 3)),  # starts with one
         lambda: nn.Sequential(nn.Flatten(0), nn.Linear(4, 2)),  # not the default flatten
         lambda: _with_hook(nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))),
         lambda: _shared(nn.Sequential(OrderedDict(fc1=nn.Linear(3, 3), fc2=nn.Linear(3, 3)))),
     ],
-    ids=["conv", "one-logit", "resnet", "dropout", "subclass", "inplace", "act-last", "flatten0",
-         "hook", "shared"],
+    ids=["conv", "one-logit", "resnet", "dropout", "subclass", "inplace", "act-last", "act-first",
+         "flatten0", "hook", "shared"],
 )  # fmt: skip
 def test_other_models_are_left_to_autograd(make):
     assert MLPGrad.of(make()) is None

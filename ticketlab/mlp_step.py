@@ -15,7 +15,8 @@ the independent oracle). For a layer ``h = act(x Wᵀ + b)`` with upstream gradi
   ``threshold_backward(·, h, 0)`` for ReLU, ``tanh_backward(·, h)`` for tanh.
 
 Which models: an ``nn.Sequential`` of ``Flatten`` (the default dims), ``Linear`` and ``ReLU`` /
-``Tanh`` (exact types: a subclass may compute something else), with at least two classes (one
+``Tanh`` (exact types: a subclass may compute something else), a ``Linear`` first (after an
+optional ``Flatten``) and last, with at least two classes (one
 logit uses binary cross-entropy: autograd trains those), no hooks and no shared parameters.
 ``MLPGrad.of(model)`` is None for anything else, and a call returns None (nothing written) for
 inputs it was not written for; the caller then uses autograd.
@@ -75,6 +76,8 @@ class MLPGrad:
             return None
         if linears[-1].out_features < 2 or any(type(m) is nn.Flatten for m in layers[1:]):
             return None
+        if type(next(m for m in layers if type(m) is not nn.Flatten)) is not nn.Linear:
+            return None  # an activation first would work in place on the caller's batch
         if any(_has_hooks(m) for m in model.modules()) or any(
             isinstance(m, nn.ReLU) and m.inplace for m in layers
         ):
