@@ -86,7 +86,7 @@ def test_trained_weights_equal_the_autograd_trainers_after_many_masked_steps():
     for by_hand in (True, False):
         model = copy.deepcopy(base)
         step = TrainStep(model, config, mask=mask, grad_mask=grad_mask)
-        assert (step.by_hand is not None) is True
+        assert step.by_hand is not None
         if not by_hand:
             step.by_hand = None  # the autograd path: the oracle
         gen = torch.Generator().manual_seed(2)

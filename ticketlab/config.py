@@ -68,7 +68,7 @@ def default_threads(available: int | None = None) -> int:
 
     Two PyTorch jobs on one machine (a notebook beside the tests, two notebooks, two workers)
     each start a thread per core by default; their OpenMP threads then wait for each other's
-    descheduled threads at every parallel region and both run many times slower (14.5× on two
+    descheduled threads at every parallel region and both run many times slower (10–15× on two
     cores, ``benchmarks/contention.py``). Half the cores each fits two jobs side by side, and a
     lone job loses little: the labs' networks are small (README, "Threads", has the numbers).
     """

@@ -34,6 +34,7 @@ from typing import Any
 import torch
 
 from .config import device as pick_device
+from .config import threads
 
 __all__ = ["connect", "dashboard_link", "is_dask", "map_units", "worker_device"]
 
@@ -128,9 +129,10 @@ def _call(function: Callable[..., Any], unit: dict, driver: int):
     PyTorch's thread per core). Threads of the driver's own process (a ThreadPoolExecutor, or no
     executor) are left as they are."""
     if os.getpid() != driver:
-        value = os.environ.get("TICKETLAB_THREADS", "").strip()
-        if value.lower() != "all":
-            torch.set_num_threads(int(value) if value.isdigit() and int(value) > 0 else 1)
+        if os.environ.get("TICKETLAB_THREADS", "").strip():
+            threads()  # the worker's own choice, read and checked as ``import ticketlab`` does
+        else:
+            torch.set_num_threads(1)
     return function(**unit)
 
 
