@@ -39,6 +39,11 @@ BENCHMARKS = {
         ),
         Benchmark("trainer", "Trainer throughput vs naive loop and matmul peak", "trainer:run"),
         Benchmark(
+            "compiled",
+            "A torch.compile'd step vs the eager trainer, compile included",
+            "compiled:run",
+        ),
+        Benchmark(
             "population_xor", "Population training, XOR N = 1,000", "population:xor_population"
         ),
         Benchmark(

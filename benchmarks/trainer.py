@@ -5,6 +5,10 @@ These tasks are timed in interleaved rounds (``ticketlab.timing.interleave``):
 * ``trainer``: ``ticketlab.training`` on LeNet-300-100 with a layerwise magnitude mask at 10 %
   density, batch 60, Adam (lr 1.2e-3), on the 5k MNIST subset; evaluation only where ``train``
   always evaluates (before the first and after the last step, 1,500 validation and test images).
+* ``trainer_one`` and ``trainer_twice``: the same call with one step and with twice the steps.
+  The difference of the two, per extra step, is what one more step costs (a step's *marginal*
+  time); the one-step call less one step is a ``train()`` call's fixed cost (its two
+  evaluations, setup, the history).
 * ``trainer_autograd``: the same with the by-hand MLP gradients (``ticketlab.mlp_step``) switched
   off, so every step records and walks autograd's graph: what that path buys.
 * ``naive``: the reference loop in ``naive_loop``: the same network as a plain ``nn.Sequential``,
@@ -18,7 +22,9 @@ These tasks are timed in interleaved rounds (``ticketlab.timing.interleave``):
 
 Reported per round, then as the median over rounds: the trainer's speed-up over the naive loop,
 its achieved GFLOP/s (``flops.mlp_step_flops`` × steps/s) as a fraction of each peak, and the
-bound's time (step matmuls + Adam) as a share of a trainer step's.
+bound's time (step matmuls + Adam) as a share of a trainer step's: judged on the marginal step
+(what issue 15's item 3 defines: a step, not a run), and shown for the whole run of ``steps``
+steps, where the fixed cost is spread over them.
 """
 
 from __future__ import annotations
@@ -145,6 +151,15 @@ def run(ctx: Context) -> Group:
     def trainer() -> None:
         train(copy.deepcopy(base), data, config, mask=mask, progress=False)
 
+    once = config.replace(steps=1, eval_every=1)
+    twice = config.replace(steps=2 * steps, eval_every=2 * steps)
+
+    def trainer_one() -> None:
+        train(copy.deepcopy(base), data, once, mask=mask, progress=False)
+
+    def trainer_twice() -> None:
+        train(copy.deepcopy(base), data, twice, mask=mask, progress=False)
+
     def trainer_autograd() -> None:
         # The same trainer with its by-hand MLP gradients switched off: what that path buys.
         with mock.patch.object(MLPGrad, "of", classmethod(lambda cls, model: None)):
@@ -156,6 +171,8 @@ def run(ctx: Context) -> Group:
     seconds = ctx.size(quick=0.3, full=0.6)
     tasks: dict[str, Callable[[], None]] = {
         "trainer": trainer,
+        "trainer_one": trainer_one,
+        "trainer_twice": trainer_twice,
         "trainer_autograd": trainer_autograd,
         "naive": naive,
     }
@@ -187,8 +204,17 @@ def run(ctx: Context) -> Group:
         for g, t in zip(gflops["lenet_shapes"], samples["adam"], strict=True)
     ]
     bound = [100 * step_flops["total"] / f / 1e9 / p for f, p in zip(floor, peak, strict=True)]
-    # The trainer's step time against that floor, per round: what issue 15's item 3 judges.
-    of_bound = [100 * f * steps / t for f, t in zip(floor, samples["trainer"], strict=True)]
+    # Per round: one more step's time (the long run less the one-step call, per extra step; the
+    # widest difference, so the least noise per step), and a call's fixed cost, the one-step
+    # call less that step.
+    marginal = [
+        (t2 - t1) / (2 * steps - 1)
+        for t1, t2 in zip(samples["trainer_one"], samples["trainer_twice"], strict=True)
+    ]
+    fixed = [t - m for t, m in zip(samples["trainer_one"], marginal, strict=True)]
+    # The trainer's step against that floor, per round: what issue 15's item 3 judges.
+    of_bound = [100 * f / m for f, m in zip(floor, marginal, strict=True)]
+    of_bound_run = [100 * f * steps / t for f, t in zip(floor, samples["trainer"], strict=True)]
     med = statistics.median
 
     reach = "out of reach" if med(bound) < PEAK_FRACTION.threshold else "within reach"
@@ -237,8 +263,23 @@ def run(ctx: Context) -> Group:
             med(of_bound),
             "%",
             BOUND_FRACTION,
-            f"the bound's time ÷ a trainer step's (evaluation included); {torch.get_num_threads()}"
-            " thread(s)",
+            f"the bound's time ÷ one more step's ({1e3 * med(marginal):.2f} ms: calls of 1 and "
+            f"{2 * steps} steps); {torch.get_num_threads()} thread(s)",
+        ),
+        Row.info(
+            GROUP,
+            f"Trainer run of {steps} steps, share of the bound",
+            med(of_bound_run),
+            "%",
+            "the bound's time × steps ÷ the whole train() call, its fixed cost included",
+        ),
+        Row.info(
+            GROUP,
+            "A train() call's fixed cost",
+            1e3 * med(fixed),
+            "ms",
+            "two evaluations (1,500 images each), setup and the history: a one-step call less "
+            "its step",
         ),
         Row.info(
             GROUP,
@@ -302,6 +343,9 @@ def run(ctx: Context) -> Group:
         "step_matmuls_percent_of_peak": summary(shapes_of_peak),
         "adam_updates_per_call": adam_reps,
         "bound_percent_of_peak": summary(bound),
+        "marginal_step_seconds": summary(marginal),
+        "fixed_seconds": summary(fixed),
         "percent_of_bound": summary(of_bound),
+        "percent_of_bound_whole_run": summary(of_bound_run),
     }
     return Group(rows, details)

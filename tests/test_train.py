@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from collections import OrderedDict
 
 import pandas as pd
@@ -153,6 +155,53 @@ def test_early_stop_step_on_a_crafted_history():
     crafted.history.loc[0, "val_loss"] = math.nan
     assert crafted.early_stop_step == 20
     assert crafted.early_stop_test_acc == 0.7
+
+
+def test_metrics_from_trains_arrays_match_the_dataframe_they_build():
+    # A history with a NaN first val_loss and a tie; the DataFrame path (early_stop_step on the
+    # DataFrame, pandas' own iloc) is the oracle for the arrays path.
+    result = train(mlp(), blobs(), SGD.replace(steps=40, eval_every=5), progress=False)
+    lazy = {name: getattr(result, name) for name in result.summary()}
+    history = result.history
+    assert list(history.columns) == ["step", "train_loss", "val_loss", "val_acc", "test_acc"]
+    assert history["step"].dtype == "int64" and len(history) == 9
+    from_frame = TrainResult(history=history.copy(), config=SGD)
+    assert lazy == {name: getattr(from_frame, name) for name in from_frame.summary()}
+    assert lazy["early_stop_step"] == early_stop_step(history)
+    assert lazy["test_acc"] == history["test_acc"].iloc[-1]
+    assert repr(from_frame).split(", wall_time")[0] == repr(result).split(", wall_time")[0]
+    # Once built, the DataFrame is what the metrics read.
+    history.loc[history.index[-1], "test_acc"] = 0.125
+    assert result.test_acc == 0.125 and result.final["test_acc"] == 0.125
+
+
+def test_a_train_result_needs_either_a_history_or_its_arrays():
+    history = pd.DataFrame({"step": [0], "val_loss": [1.0], "test_acc": [0.5]})
+    with pytest.raises(TypeError, match="either history"):
+        TrainResult(config=SGD)
+    with pytest.raises(TypeError, match="either history"):
+        TrainResult(history=history, steps=[0], values=[[1.0, 1.0, 0.5, 0.5]])
+    with pytest.raises(TypeError, match="either history"):
+        TrainResult(steps=[0])
+
+
+def test_training_and_reading_the_metrics_never_loads_pandas():
+    code = (
+        "import sys, torch, ticketlab as tl\n"
+        "from ticketlab.data import Dataset, Split\n"
+        "g = torch.Generator().manual_seed(0)\n"
+        "split = lambda n: Split(torch.randn(n, 4, generator=g), torch.arange(n) % 2)\n"
+        "data = Dataset('toy', split(64), split(16), split(16), 2)\n"
+        "nn = torch.nn\n"
+        "model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))\n"
+        "r = tl.train(model, data, steps=5, eval_every=5, progress=False)\n"
+        "print(r, r.summary())\n"
+        "assert 'pandas' not in sys.modules, 'pandas was loaded'\n"
+        "assert len(r.history) == 2 and 'pandas' in sys.modules\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("TrainResult(steps=5, test_acc=")
 
 
 def test_resuming_with_plain_sgd_matches_one_uninterrupted_run():

@@ -31,9 +31,10 @@ import math
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -111,22 +112,61 @@ class TrainConfig:
         return replace(self, **changes)
 
 
-@dataclass
 class TrainResult:
     """What one training run produced.
 
     ``history`` has one row per evaluation: step, train_loss (mean over the steps since the previous
     evaluation; NaN at the starting step), val_loss, val_acc, test_acc (accuracies in [0, 1]).
     ``checkpoints`` maps a step to a cloned ``state_dict`` taken *before* that step's update.
+
+    ``train`` hands over the history as arrays (``steps`` (evals,) and ``values`` (evals, 4) in the
+    column order above); the ``DataFrame`` is built on first use of ``history`` or ``final``, so
+    a script that reads only the metrics (``test_acc``, ``summary()``, the repr) never loads
+    pandas (about 0.3 s of a fresh process's start; benchmarks/startup.py). Give either
+    ``history`` or ``steps`` and ``values``. Once the DataFrame exists it is what the metrics
+    read, edits included.
     """
 
-    history: pd.DataFrame
-    config: TrainConfig
-    checkpoints: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict, repr=False)
-    diverged: bool = False
-    message: str = ""
-    wall_time: float = 0.0
-    model: nn.Module | None = field(default=None, repr=False)
+    def __init__(
+        self,
+        history: pd.DataFrame | None = None,
+        config: TrainConfig | None = None,
+        checkpoints: dict[int, dict[str, torch.Tensor]] | None = None,
+        diverged: bool = False,
+        message: str = "",
+        wall_time: float = 0.0,
+        model: nn.Module | None = None,
+        *,
+        steps: Sequence[int] | None = None,
+        values: np.ndarray | None = None,
+    ) -> None:
+        arrays = (steps is not None, values is not None)
+        if (history is None and not all(arrays)) or (history is not None and any(arrays)):
+            raise TypeError("give TrainResult either history (a DataFrame) or steps and values")
+        if history is None:
+            steps = np.array(steps, dtype=np.int64)
+            values = np.array(values, dtype=np.float64).reshape(len(steps), len(_METRICS))
+        self._history, self._steps, self._values = history, steps, values
+        self.config = config
+        self.checkpoints = {} if checkpoints is None else checkpoints
+        self.diverged, self.message = diverged, message
+        self.wall_time, self.model = wall_time, model
+
+    @property
+    def history(self) -> pd.DataFrame:
+        if self._history is None:
+            import pandas as pd
+
+            columns = {c: self._values[:, j] for j, c in enumerate(_METRICS)}
+            self._history = pd.DataFrame({"step": self._steps, **columns})
+        return self._history
+
+    def _column(self, name: str) -> np.ndarray:
+        """One history column as an array: from the DataFrame once there is one (it may have
+        been edited), else from the arrays ``train`` handed over."""
+        if self._history is not None:
+            return self._history[name].to_numpy()
+        return self._steps if name == "step" else self._values[:, _METRICS.index(name)]
 
     @property
     def final(self) -> pd.Series:
@@ -134,24 +174,23 @@ class TrainResult:
 
     @property
     def test_acc(self) -> float:
-        return float(self.final["test_acc"])
+        return float(self._column("test_acc")[-1])
 
     @property
     def val_acc(self) -> float:
-        return float(self.final["val_acc"])
+        return float(self._column("val_acc")[-1])
 
     @property
     def train_loss(self) -> float:
-        return float(self.final["train_loss"])
+        return float(self._column("train_loss")[-1])
 
     @property
     def early_stop_step(self) -> int:
-        return early_stop_step(self.history)
+        return int(self._column("step")[_early_stop_row(self._column("val_loss"))])
 
     @property
     def early_stop_test_acc(self) -> float:
-        row = self.history.loc[self.history["step"] == self.early_stop_step].iloc[0]
-        return float(row["test_acc"])
+        return float(self._column("test_acc")[_early_stop_row(self._column("val_loss"))])
 
     def summary(self) -> dict:
         """Final metrics as a flat dict (one row of an experiment table)."""
@@ -167,19 +206,28 @@ class TrainResult:
     def __repr__(self) -> str:
         status = f"DIVERGED: {self.message}" if self.diverged else "ok"
         return (
-            f"TrainResult(steps={int(self.final['step'])}, test_acc={self.test_acc:.2%}, "
+            f"TrainResult(steps={int(self._column('step')[-1])}, test_acc={self.test_acc:.2%}, "
             f"val_acc={self.val_acc:.2%}, early_stop_step={self.early_stop_step}, "
             f"early_stop_test_acc={self.early_stop_test_acc:.2%}, wall_time={self.wall_time:.1f}s, "
             f"{status})"
         )
 
 
+_METRICS = ("train_loss", "val_loss", "val_acc", "test_acc")
+
+
+def _early_stop_row(val_loss: np.ndarray) -> int:
+    """Index of the minimum validation loss (earliest on ties; NaN never wins; 0 if all NaN)."""
+    val_loss = np.asarray(val_loss, dtype=np.float64)
+    finite = ~np.isnan(val_loss)
+    if not finite.any():
+        return 0
+    return int(np.flatnonzero(finite)[np.argmin(val_loss[finite])])
+
+
 def early_stop_step(history: pd.DataFrame) -> int:
     """The evaluation step with minimum validation loss (earliest on ties; NaN losses never win)."""
-    finite = history[history["val_loss"].notna()]
-    if finite.empty:
-        return int(history["step"].iloc[0])
-    return int(finite.loc[finite["val_loss"].idxmin(), "step"])
+    return int(history["step"].iloc[_early_stop_row(history["val_loss"].to_numpy())])
 
 
 def mean_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -483,22 +531,15 @@ class Recorder:
 
     def results(self, models: Sequence[nn.Module]) -> list[TrainResult]:
         """One ``TrainResult`` per member; a diverged member's model gets its frozen weights."""
-        import pandas as pd
-
         wall = time.perf_counter() - self.started
-        steps = [s for s, _ in self.records]
+        steps = np.array([s for s, _ in self.records], dtype=np.int64)
         # (evals, 4, N): one transfer at the end; float64, like a history of Python floats.
-        table = torch.stack([r for _, r in self.records]).cpu().double()
+        table = torch.stack([r for _, r in self.records]).cpu().double().numpy()
         results = []
         for i, model in enumerate(models):
             if i in self.frozen:
                 model.load_state_dict(self.frozen[i])
-            history = pd.DataFrame(
-                {
-                    "step": steps,
-                    **{c: table[:, j, i].numpy() for j, c in enumerate(_METRICS)},
-                }
-            )
+            keep = len(steps)
             message = ""
             if self.diverged_at[i] is not None:
                 who = "training" if self.n == 1 else f"member {i}"
@@ -507,11 +548,12 @@ class Recorder:
                     f"infinite. Lower the learning rate (lr={self.cfg.lr:g}) or check the data "
                     "for NaNs."
                 )
-                history = history[history["step"] <= self.diverged_at[i]].reset_index(drop=True)
+                keep = int((steps <= self.diverged_at[i]).sum())
                 warnings.warn(message, RuntimeWarning, stacklevel=3)
             results.append(
                 TrainResult(
-                    history=history,
+                    steps=steps[:keep],
+                    values=table[:keep, :, i],
                     config=self.cfg,
                     checkpoints=self.checkpoints[i],
                     diverged=self.diverged_at[i] is not None,
@@ -521,9 +563,6 @@ class Recorder:
                 )
             )
         return results
-
-
-_METRICS = ("train_loss", "val_loss", "val_acc", "test_acc")
 
 
 def train(
