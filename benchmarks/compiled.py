@@ -29,7 +29,7 @@ import tempfile
 
 from .results import Context, Group, Row, summary
 
-__all__ = ["run"]
+__all__ = ["break_even", "run"]
 
 GROUP = "compiled"
 
@@ -78,6 +78,12 @@ print(json.dumps(dict(first_two=t1 - t0, per_step=(t2 - t1) / (steps - 2), run=t
 """
 
 
+def break_even(compile_seconds: float, eager_step: float, compiled_step: float) -> float | None:
+    """Steps after which compiling has paid for itself; None if a compiled step is not faster."""
+    gain = eager_step - compiled_step
+    return compile_seconds / gain if gain > 0 else None
+
+
 def _child(compiled: bool, steps: int, cache: str) -> dict:
     env = dict(os.environ, TICKETLAB_DEVICE="cpu", TORCHINDUCTOR_CACHE_DIR=cache)
     done = subprocess.run(
@@ -106,10 +112,10 @@ def run(ctx: Context) -> Group:
         samples["warm_compile"].append(warm["first_two"] - 2 * warm["per_step"])
         samples["step"].append(statistics.median([cold["per_step"], warm["per_step"]]))
     med = {k: statistics.median(v) for k, v in samples.items()}
-    gain = med["eager"] - med["step"]
+    steps_to_pay = break_even(med["cold_compile"], med["eager"], med["step"])
     pays = (
-        f"compiling pays after about {med['cold_compile'] / gain:,.0f} steps (cold cache)"
-        if gain > 0
+        f"compiling pays after about {steps_to_pay:,.0f} steps (cold cache)"
+        if steps_to_pay is not None
         else "compiling never pays: a compiled step is not faster"
     )
     note = f"LeNet-300-100, mask 10 %, batch 60, Adam; fresh processes, median of {rounds}"

@@ -14,11 +14,12 @@ import torch
 
 from benchmarks import report as rep
 from benchmarks.__main__ import main
+from benchmarks.compiled import break_even
 from benchmarks.flops import LENET_300_100, mlp_step_flops, mlp_step_matmuls
 from benchmarks.population import ATOL, RTOL, compare, spread
 from benchmarks.results import Context, Group, Row, Target, number, summary
 from benchmarks.suite import BENCHMARKS, QUICK_SKIPS, Benchmark, run, select
-from benchmarks.trainer import naive_net
+from benchmarks.trainer import naive_net, per_step_and_fixed
 from ticketlab.models import lenet_300_100
 
 # -- FLOPs ----------------------------------------------------------------------------------------
@@ -463,3 +464,15 @@ def test_gpu_script_cpu_shape_runs_every_part_end_to_end(tmp_path):
     v = d["validation"]
     assert (v["steps"], v["eval_every"], v["members"]) == (4, 2, 20)
     assert v["projected_s"] == pytest.approx(4 * c["pruned_step"] + 3 * c["pruned_evaluation"])
+
+
+def test_per_step_time_and_fixed_cost_by_hand():
+    # 29 ms fixed + 1 ms per step: a 1-step call takes 30 ms, a 1,200-step call 1,229 ms.
+    marginal, fixed = per_step_and_fixed(0.030, 1.229, 1200)
+    assert marginal == pytest.approx(0.001) and fixed == pytest.approx(0.029)
+
+
+def test_compiling_pays_only_when_a_compiled_step_is_faster():
+    assert break_even(15.0, 0.0015, 0.0010) == pytest.approx(30_000)  # 15 s ÷ 0.5 ms
+    assert break_even(15.0, 0.0013, 0.0023) is None
+    assert break_even(15.0, 0.0013, 0.0013) is None
