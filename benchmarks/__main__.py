@@ -12,7 +12,7 @@ import torch
 
 from ticketlab.config import device as pick_device
 
-from .report import format_table, load_average, markdown, to_json, write_atomic
+from .report import format_table, keep_partial_runs, load_average, markdown, to_json, write_atomic
 from .results import Context, Row
 from .suite import ALIASES, BENCHMARKS, QUICK_SKIPS, run, select
 
@@ -108,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nfull numbers: {args.json}")
     results = args.results or (None if args.quick else DEFAULT_RESULTS)
     if results is not None:
-        write_atomic(results, markdown(report))
+        previous = Path(results).read_text() if Path(results).exists() else None
+        write_atomic(results, keep_partial_runs(markdown(report), previous))
         print(f"table, machine and date: {results}")
     if report["errors"]:
         print(f"failed: {', '.join(report['errors'])}", file=sys.stderr)

@@ -190,7 +190,8 @@ def markdown(report: dict) -> str:
     lines = [
         "# Benchmark results",
         "",
-        "Written by `python -m benchmarks` (`./workbook bench`); each full run rewrites this file.",
+        "Written by `python -m benchmarks` (`./workbook bench`); each full run rewrites this table",
+        "and keeps the sections below it (partial runs, each under its own `##` heading).",
         "Timings are ratios within one run (interleaved rounds, median), because absolute times",
         "drift on shared machines; absolute numbers below are from this run only.",
         "",
@@ -210,6 +211,19 @@ def markdown(report: dict) -> str:
         lines += ["", "Failed: " + ", ".join(report["errors"]) + " (tracebacks in the JSON file)"]
     lines += ["", "Every raw sample is in the JSON file the command writes (`--json`)."]
     return "\n".join(lines) + "\n"
+
+
+def keep_partial_runs(table: str, previous: str | None) -> str:
+    """RESULTS.md after a full run: its new ``table`` (``markdown(report)``, which has no ``##``
+    heading) followed by every ``##`` section of the ``previous`` file, which hold the partial
+    runs and their discussion; those are written by hand and would be lost otherwise."""
+    if previous is None:
+        return table
+    lines = previous.splitlines(keepends=True)
+    first = next((i for i, line in enumerate(lines) if line.startswith("## ")), None)
+    if first is None:
+        return table
+    return table + "\n" + "".join(lines[first:])
 
 
 def to_json(report: dict) -> str:

@@ -229,6 +229,22 @@ def test_table_and_markdown(tmp_path):
     assert list(path.parent.iterdir()) == [path]  # no temporary file left behind
 
 
+def test_a_full_run_rewrites_the_table_and_keeps_the_partial_runs():
+    table = rep.markdown(fake_suite_report())
+    assert "\n## " not in table
+    previous = (
+        "# Benchmark results\n\nold table | 1.0 s\n\n"
+        "## Start-up (a partial run)\n\nkept text\n\n## Trainer (a partial run)\n\nmore\n"
+    )
+    text = rep.keep_partial_runs(table, previous)
+    assert text.startswith(table) and "old table" not in text
+    assert text.endswith(
+        "## Start-up (a partial run)\n\nkept text\n\n## Trainer (a partial run)\n\nmore\n"
+    )
+    assert rep.keep_partial_runs(table, None) == table
+    assert rep.keep_partial_runs(table, "# Benchmark results\n\nold table\n") == table
+
+
 # -- paper_scale: the projection of the paper-scale LeNet figure -----------------------------------
 
 
