@@ -158,22 +158,17 @@ def run(ctx: Context) -> Group:
     config = TrainConfig(steps=steps, batch_size=BATCH, optimizer="adam", lr=LR, eval_every=steps)
     reference = naive_net(base)
 
-    def trainer() -> None:
-        train(copy.deepcopy(base), data, config, mask=mask, progress=False)
+    def run_train(cfg: TrainConfig) -> Callable[[], None]:
+        return lambda: train(copy.deepcopy(base), data, cfg, mask=mask, progress=False)
 
-    once = config.replace(steps=1, eval_every=1)
-    twice = config.replace(steps=2 * steps, eval_every=2 * steps)
-
-    def trainer_one() -> None:
-        train(copy.deepcopy(base), data, once, mask=mask, progress=False)
-
-    def trainer_twice() -> None:
-        train(copy.deepcopy(base), data, twice, mask=mask, progress=False)
+    trainer = run_train(config)
+    trainer_one = run_train(config.replace(steps=1, eval_every=1))
+    trainer_twice = run_train(config.replace(steps=2 * steps, eval_every=2 * steps))
 
     def trainer_autograd() -> None:
         # The same trainer with its by-hand MLP gradients switched off: what that path buys.
         with mock.patch.object(MLPGrad, "of", classmethod(lambda cls, model: None)):
-            train(copy.deepcopy(base), data, config, mask=mask, progress=False)
+            trainer()
 
     def naive() -> None:
         naive_loop(copy.deepcopy(reference), X, y, steps, BATCH)

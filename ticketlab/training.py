@@ -184,13 +184,16 @@ class TrainResult:
     def train_loss(self) -> float:
         return float(self._column("train_loss")[-1])
 
+    def _at_early_stop(self, name: str) -> np.ndarray:
+        return self._column(name)[_early_stop_row(self._column("val_loss"))]
+
     @property
     def early_stop_step(self) -> int:
-        return int(self._column("step")[_early_stop_row(self._column("val_loss"))])
+        return int(self._at_early_stop("step"))
 
     @property
     def early_stop_test_acc(self) -> float:
-        return float(self._column("test_acc")[_early_stop_row(self._column("val_loss"))])
+        return float(self._at_early_stop("test_acc"))
 
     def summary(self) -> dict:
         """Final metrics as a flat dict (one row of an experiment table)."""
