@@ -167,7 +167,7 @@ def run(ctx: Context) -> Group:
 
     def trainer_autograd() -> None:
         # The same trainer with its by-hand MLP gradients switched off: what that path buys.
-        with mock.patch.object(MLPGrad, "of", classmethod(lambda cls, model: None)):
+        with mock.patch.object(MLPGrad, "of", classmethod(lambda cls, model, stacked=None: None)):
             trainer()
 
     def naive() -> None:

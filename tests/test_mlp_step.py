@@ -171,3 +171,120 @@ def test_a_step_on_targets_it_was_not_written_for_falls_back_to_autograd():
     for before, pa, pb in zip(model.parameters(), a.parameters(), b.parameters(), strict=True):
         assert not torch.equal(pa, before)  # the step moved the weights
         torch.testing.assert_close(pa, pb)
+
+
+# A population of MLPs: the stacked by-hand step against the population's autograd step.
+
+
+def _stacked(models, requires_grad=None):
+    from ticketlab.population import _StackedMLP
+
+    net = _StackedMLP(models, torch.device("cpu"))
+    for name, p in net.params.items():
+        p.requires_grad_(True if requires_grad is None else requires_grad.get(name, True))
+    return net
+
+
+def _population_autograd(net, X, y, alive):
+    """The oracle: the population's own forward, its loss and ``backward()`` (population.py)."""
+    from ticketlab.training import mean_loss
+
+    for p in net.params.values():
+        p.grad = None
+    losses = mean_loss(net.forward(X), y)
+    torch.where(alive, losses, torch.zeros_like(losses)).sum().backward()
+    return losses.detach(), {n: p.grad for n, p in net.params.items()}
+
+
+def _population_by_hand(net, model, X, y, alive):
+    for p in net.params.values():
+        p.grad = None
+    losses = MLPGrad.of(model, stacked=net.params).grads(X, y, alive)
+    return losses, {n: p.grad for n, p in net.params.items()}
+
+
+def _same_bits(a, b):
+    torch.testing.assert_close(a, b, rtol=0, atol=0, equal_nan=True)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_populations_gradients_and_losses_are_autograds_bit_for_bit(dtype):
+    """Three LeNets, one of them no longer alive (its loss left out of the sum)."""
+    models = [tl.lenet_300_100(seed=s).to(dtype) for s in range(3)]
+    gen = torch.Generator().manual_seed(4)
+    X = torch.randn(3, 60, 1, 28, 28, generator=gen, dtype=dtype)
+    y = torch.randint(10, (3, 60), generator=gen)
+    alive = torch.tensor([True, False, True])
+    net = _stacked(models)
+    loss_a, grads_a = _population_autograd(net, X, y, alive)
+    loss_b, grads_b = _population_by_hand(net, models[0], X, y, alive)
+    assert loss_b.shape == (3,)
+    _same_bits(loss_a, loss_b)
+    for name, g in grads_a.items():
+        assert grads_b[name].shape == g.shape and grads_b[name].is_contiguous(), name
+        _same_bits(g, grads_b[name])
+        assert g[1].abs().sum() == 0, name  # the member that is not alive gets no gradient
+
+
+def test_a_populations_tanh_missing_biases_frozen_and_diverged_members_match_autograd():
+    models = [_tanh_mlp_without_biases(torch.float32) for _ in range(2)]
+    net = _stacked(models, requires_grad={"fc2.weight": False})
+    with torch.no_grad():
+        net.params["fc1.weight"][1, 0, 0] = float("nan")  # member 1 has diverged
+    gen = torch.Generator().manual_seed(6)
+    X, y = torch.randn(2, 33, 12, generator=gen), torch.randint(4, (2, 33), generator=gen)
+    alive = torch.tensor([True, False])
+    loss_a, grads_a = _population_autograd(net, X, y, alive)
+    loss_b, grads_b = _population_by_hand(net, models[0], X, y, alive)
+    _same_bits(loss_a, loss_b)
+    assert loss_b[1].isnan() and grads_a["fc2.weight"] is None and grads_b["fc2.weight"] is None
+    for name, g in grads_a.items():
+        if g is not None:
+            _same_bits(g, grads_b[name])
+
+
+def test_a_population_trained_by_hand_equals_its_autograd_training(monkeypatch):
+    """200 Adam steps of 3 LeNets with masks, a trainability mask and weight decay: identical
+    weights and histories with the by-hand step and with autograd's."""
+    from ticketlab import population
+
+    data = tl.mnist(device="cpu")
+    models = [tl.lenet_300_100(seed=s) for s in range(3)]
+    masks = [tl.prune.one_shot(m, 0.2 * (i + 1)) for i, m in enumerate(models)]
+    grad_masks = [None, {"fc2.bias": torch.arange(100) % 2 == 0}, None]
+    config = TrainConfig(steps=200, eval_every=50, batch_size=60, lr=1.2e-3, weight_decay=1e-4)
+
+    def run():
+        copies = [copy.deepcopy(m) for m in models]
+        results = population.train_population(
+            copies, data, config, masks=masks, grad_masks=grad_masks, progress=False
+        )
+        return copies, results
+
+    fast_models, fast = run()
+    calls = []
+    monkeypatch.setattr(
+        population.MLPGrad, "of", classmethod(lambda cls, model, stacked=None: calls.append(1))
+    )
+    slow_models, slow = run()
+    assert calls, "train_population did not ask for the by-hand path"
+    for i in range(3):
+        assert fast[i].history.equals(slow[i].history), i
+        for name, w in fast_models[i].state_dict().items():
+            assert torch.equal(w, slow_models[i].state_dict()[name]), (i, name)
+            assert not torch.equal(w, models[i].state_dict()[name]), (i, name)  # they trained
+
+
+def test_a_population_step_on_inputs_it_was_not_written_for_writes_nothing():
+    models = [nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3)) for _ in range(2)]
+    net = _stacked(models)
+    grads = MLPGrad.of(models[0], stacked=net.params)
+    gen = torch.Generator().manual_seed(0)
+    X, y = torch.randn(2, 8, 6, generator=gen), torch.randint(3, (2, 8), generator=gen)
+    alive = torch.ones(2, dtype=torch.bool)
+    assert grads.grads(X, y, None) is None  # no alive flags
+    assert grads.grads(X, y, alive[:1]) is None  # one flag for two members
+    assert grads.grads(X, y[0], alive) is None  # one member's targets
+    assert grads.grads(X[:, :4], y, alive) is None  # targets for another batch size
+    assert all(p.grad is None for p in net.params.values())
+    assert MLPGrad.of(models[0], stacked={"0.weight": net.params["0.weight"]}) is None

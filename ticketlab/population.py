@@ -7,7 +7,8 @@ dimension and each step runs all members at once, in one of two ways behind one 
 
 * **MLPs** (``nn.Sequential`` of ``Flatten``, ``Linear``, ``ReLU``, ``Tanh``: ``xor_mlp``,
   ``lenet_300_100``): one batched matmul (``torch.baddbmm``) per layer, hand-written because it
-  is as fast as ``torch.func`` or faster for them (``benchmarks/population.py``).
+  is as fast as ``torch.func`` or faster for them (``benchmarks/population.py``); with
+  cross-entropy, the backward pass by hand too (``ticketlab.mlp_step``, autograd's bits).
 * **Any other module** (conv nets, ResNets with BatchNorm): PyTorch's model-ensembling recipe,
   ``torch.func.stack_module_state`` + ``functional_call`` + ``vmap``. BatchNorm's running
   statistics are stacked buffers too, so each member keeps its own, updated in training mode and
@@ -30,6 +31,7 @@ import torch
 from torch import nn
 
 from .masks import as_mask
+from .mlp_step import MLPGrad
 from .optim import make_optimizer
 from .training import (
     MaskRules,
@@ -200,8 +202,11 @@ def _stack(models: Sequence[nn.Module], device: torch.device):
 
 def prefers_population(models: Sequence[nn.Module], device: torch.device) -> bool:
     """Whether ``train_many`` trains ``models`` as a population by default: never one model
-    alone; MLPs everywhere (the batched-matmul path, 2.1× sequential at N = 8 on 2 CPU cores);
-    other models (``torch.func``) on a GPU. On a CPU they train one by one: at one thread, the
+    alone; MLPs everywhere (the batched-matmul path: 1.83–2.11× sequential at N = 8 at two
+    threads on 2 CPU cores; at one thread 0.81× before its by-hand backward pass and 0.92× with
+    it, 2026-12-03: its batched matmuls took 1.13× the time of the members' own in a profile;
+    a result's last bits depend on this choice, so it is not made by thread count); other models
+    (``torch.func``) on a GPU. On a CPU they train one by one: at one thread, the
     default on two cores (``config.threads``), conv4 measured 0.76–0.79× sequential and ResNet-8
     0.65–0.75× (``benchmarks/population.py``, 2026-12-03); only at two threads did ResNet-8 gain
     (1.18–1.26×, 2026-12-02)."""
@@ -264,6 +269,8 @@ def train_population(
     if not trainable:
         raise ValueError("the model has no trainable parameters (all have requires_grad=False)")
     optimizer = make_optimizer(trainable, cfg)
+    # Stacked plain MLPs: the gradients by hand, bit for bit autograd's without its graph.
+    by_hand = MLPGrad.of(models[0], stacked=net.params) if isinstance(net, _StackedMLP) else None
     chunk = 1000
 
     @torch.no_grad()
@@ -288,11 +295,13 @@ def train_population(
     # One (N, batch) index tensor per step: row i is member i's own batch.
     batches = batch_indices(len(y), cfg.batch_size, data_seeds, start_step, cfg.steps, dev)
     for step, idx in enumerate(batches, start=start_step):
-        losses = mean_loss(net.forward(X[idx]), y[idx])
         optimizer.zero_grad()  # None grads let backward write them without an extra pass
         # A diverged member's loss is left out, so its NaNs cannot reach the optimizer; it keeps
         # moving under its optimizer state, but the Recorder returns it as it was at divergence.
-        torch.where(recorder.alive, losses, torch.zeros_like(losses)).sum().backward()
+        losses = by_hand.grads(X[idx], y[idx], recorder.alive) if by_hand is not None else None
+        if losses is None:
+            losses = mean_loss(net.forward(X[idx]), y[idx])
+            torch.where(recorder.alive, losses, torch.zeros_like(losses)).sum().backward()
         with torch.no_grad():
             rules.mask_grads()
             optimizer.step(cfg.lr_at(step))
