@@ -288,3 +288,34 @@ def test_a_population_step_on_inputs_it_was_not_written_for_writes_nothing():
     assert grads.grads(X[:, :4], y, alive) is None  # targets for another batch size
     assert all(p.grad is None for p in net.params.values())
     assert MLPGrad.of(models[0], stacked={"0.weight": net.params["0.weight"]}) is None
+
+
+def test_a_gradient_already_there_is_replaced_not_added_to():
+    """The trainers call ``grads`` every step without ``zero_grad``: after a second batch the
+    gradients must be autograd's for that batch alone."""
+    model = tl.lenet_300_100(seed=2)
+    X1, y1 = _batch((60, 1, 28, 28), seed=1)
+    X2, y2 = _batch((60, 1, 28, 28), seed=2)
+    by_hand = MLPGrad.of(model)
+    by_hand.grads(X1, y1)
+    assert all(p.grad is not None for p in model.parameters())
+    loss = by_hand.grads(X2, y2)
+    loss_a, grads_a = _autograd_grads(copy.deepcopy(model), X2, y2)
+    assert torch.equal(loss, loss_a)
+    for name, p in model.named_parameters():
+        assert torch.equal(p.grad, grads_a[name]), name  # not the sum of both batches
+
+    models = [tl.lenet_300_100(seed=s) for s in range(2)]
+    net = _stacked(models)
+    gen = torch.Generator().manual_seed(3)
+    Xs = [torch.randn(2, 60, 1, 28, 28, generator=gen) for _ in range(2)]
+    ys = [torch.randint(10, (2, 60), generator=gen) for _ in range(2)]
+    alive = torch.tensor([True, True])
+    stacked = MLPGrad.of(models[0], stacked=net.params)
+    stacked.grads(Xs[0], ys[0], alive)
+    losses = stacked.grads(Xs[1], ys[1], alive)
+    got = {n: p.grad for n, p in net.params.items()}
+    losses_a, grads_a = _population_autograd(net, Xs[1], ys[1], alive)  # sets fresh .grad
+    _same_bits(losses, losses_a)
+    for name, g in grads_a.items():
+        _same_bits(got[name], g)  # the second batch's gradients alone

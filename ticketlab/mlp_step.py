@@ -90,7 +90,9 @@ class MLPGrad:
     ``MLPGrad.of(model)`` (None unless the module docstring's conditions hold); then
     ``grads(X, y)`` with X (B, ...) on the model's device and y (B,) int64 class indices returns
     the batch's mean cross-entropy (a 0-d tensor) after setting ``.grad`` of every parameter
-    that requires one, as ``loss.backward()`` would on gradients that were ``None``.
+    that requires one to what ``loss.backward()`` would write into gradients that were ``None``.
+    A gradient already there is replaced, not added to as ``backward()`` would: a trainer calling
+    this every step needs no ``zero_grad``.
 
     ``MLPGrad.of(model, stacked=params)``: ``params`` maps each of ``model``'s parameter names to
     the members' stacked tensor (Linear weights (N, in, out)); then ``grads(X, y, alive)`` with X
@@ -149,7 +151,7 @@ class MLPGrad:
             g = _aten.nll_loss_backward(
                 torch.ones_like(loss), logp, y, None, _MEAN, _IGNORE_INDEX, total_weight
             )
-            return loss, _aten._log_softmax_backward_data(g, logp, 1, logp.dtype)
+            return loss, torch._log_softmax_backward_data(g, logp, 1, logp.dtype)
         n, b, c = z.shape
         target = y.reshape(-1)
         logp = torch._log_softmax(z.reshape(-1, c), 1, False)
@@ -160,15 +162,17 @@ class MLPGrad:
         g = _aten.nll_loss_backward(
             upstream, logp, target, None, _NONE, _IGNORE_INDEX, total_weight
         )
-        g = _aten._log_softmax_backward_data(g, logp, 1, logp.dtype)
+        g = torch._log_softmax_backward_data(g, logp, 1, logp.dtype)
         return losses, g.view(n, b, c)
 
-    @torch.no_grad()
     def grads(
         self, X: torch.Tensor, y: torch.Tensor, alive: torch.Tensor | None = None
     ) -> torch.Tensor | None:
         """The mean loss (per member when stacked) after writing the gradients; None (nothing
         written) when X, y or alive are not what this was written for (then use autograd)."""
+        if torch.is_grad_enabled():  # the trainers call this in no_grad; a context costs µs
+            with torch.no_grad():
+                return self.grads(X, y, alive)
         batch_dims = 2 if self.stacked else 1
         if y.dtype != torch.long or y.dim() != batch_dims:
             return None

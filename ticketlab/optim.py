@@ -60,26 +60,39 @@ class FusedAdam(_Fused):
         # has a gradient) counts with one add instead of one per parameter.
         self.count = torch.zeros(len(self.params), device=self.params[0].device)
         self.counts = list(self.count.unbind())
+        # A Python number in an in-place add is wrapped into a tensor on every call (4 µs of a
+        # LeNet step's 1.3 ms on one CPU core); a tensor one is not.
+        self._one = torch.ones((), device=self.count.device)
 
-    @torch.no_grad()
     def step(self, lr: float) -> None:
         """One Adam update with learning rate ``lr`` of every parameter that has a gradient."""
-        live = self._with_grad()
-        if not live:
-            return
-        params = [self.params[i] for i in live]
-        if len(live) == len(self.params):
-            self.count += 1
+        if torch.is_grad_enabled():  # trainers call this in no_grad already; a context costs µs
+            with torch.no_grad():
+                return self.step(lr)
+        grads = [p.grad for p in self.params]
+        if all(g is not None for g in grads):  # the usual step: no list to filter
+            self.count.add_(self._one)
+            params, exp_avgs, exp_avg_sqs, counts = (
+                self.params, self.exp_avgs, self.exp_avg_sqs, self.counts
+            )  # fmt: skip
         else:
+            live = [i for i, g in enumerate(grads) if g is not None]
+            if not live:
+                return
             for i in live:
-                self.counts[i] += 1
+                self.counts[i].add_(self._one)
+            params = [self.params[i] for i in live]
+            grads = [grads[i] for i in live]
+            exp_avgs = [self.exp_avgs[i] for i in live]
+            exp_avg_sqs = [self.exp_avg_sqs[i] for i in live]
+            counts = [self.counts[i] for i in live]
         torch._fused_adam_(
             params,
-            [p.grad for p in params],
-            [self.exp_avgs[i] for i in live],
-            [self.exp_avg_sqs[i] for i in live],
+            grads,
+            exp_avgs,
+            exp_avg_sqs,
             [],
-            [self.counts[i] for i in live],
+            counts,
             lr=lr,
             beta1=self.betas[0],
             beta2=self.betas[1],
@@ -101,9 +114,11 @@ class FusedSGD(_Fused):
         # None until a parameter's first update, which starts its buffer at that gradient.
         self.buffers: list[torch.Tensor | None] = [None] * len(self.params)
 
-    @torch.no_grad()
     def step(self, lr: float) -> None:
         """One SGD update with learning rate ``lr`` of every parameter that has a gradient."""
+        if torch.is_grad_enabled():  # as FusedAdam.step
+            with torch.no_grad():
+                return self.step(lr)
         live = self._with_grad()
         if not self.momentum:
             self._update(live, lr, first=False)

@@ -295,11 +295,12 @@ def train_population(
     # One (N, batch) index tensor per step: row i is member i's own batch.
     batches = batch_indices(len(y), cfg.batch_size, data_seeds, start_step, cfg.steps, dev)
     for step, idx in enumerate(batches, start=start_step):
-        optimizer.zero_grad()  # None grads let backward write them without an extra pass
         # A diverged member's loss is left out, so its NaNs cannot reach the optimizer; it keeps
         # moving under its optimizer state, but the Recorder returns it as it was at divergence.
+        # The by-hand pass overwrites every .grad (or writes nothing and returns None).
         losses = by_hand.grads(X[idx], y[idx], recorder.alive) if by_hand is not None else None
         if losses is None:
+            optimizer.zero_grad()  # None grads let backward write them without an extra pass
             losses = mean_loss(net.forward(X[idx]), y[idx])
             torch.where(recorder.alive, losses, torch.zeros_like(losses)).sum().backward()
         with torch.no_grad():
