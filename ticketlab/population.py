@@ -297,7 +297,7 @@ def train_population(
     for step, idx in enumerate(batches, start=start_step):
         # A diverged member's loss is left out, so its NaNs cannot reach the optimizer; it keeps
         # moving under its optimizer state, but the Recorder returns it as it was at divergence.
-        # The by-hand pass overwrites every .grad (or writes nothing and returns None).
+        # The by-hand pass replaces every .grad (or writes nothing and returns None).
         losses = by_hand.grads(X[idx], y[idx], recorder.alive) if by_hand is not None else None
         if losses is None:
             optimizer.zero_grad()  # None grads let backward write them without an extra pass

@@ -449,7 +449,7 @@ class TrainStep:
             # One no_grad region for the whole step: a context manager costs microseconds, and a
             # LeNet step at one CPU thread is about 1.3 ms.
             with torch.no_grad():
-                loss = self.by_hand.grads(X, y)  # overwrites every .grad, or writes nothing
+                loss = self.by_hand.grads(X, y)  # replaces every .grad, or writes nothing
                 if loss is not None:
                     self._update(lr)
                     return loss
