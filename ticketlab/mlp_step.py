@@ -39,6 +39,8 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from .optim import without_grad
+
 __all__ = ["MLPGrad"]
 
 _aten = torch.ops.aten
@@ -165,14 +167,12 @@ class MLPGrad:
         g = torch._log_softmax_backward_data(g, logp, 1, logp.dtype)
         return losses, g.view(n, b, c)
 
+    @without_grad
     def grads(
         self, X: torch.Tensor, y: torch.Tensor, alive: torch.Tensor | None = None
     ) -> torch.Tensor | None:
         """The mean loss (per member when stacked) after writing the gradients; None (nothing
         written) when X, y or alive are not what this was written for (then use autograd)."""
-        if torch.is_grad_enabled():  # the trainers call this in no_grad; a context costs µs
-            with torch.no_grad():
-                return self.grads(X, y, alive)
         batch_dims = 2 if self.stacked else 1
         if y.dtype != torch.long or y.dim() != batch_dims:
             return None

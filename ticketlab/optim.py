@@ -16,11 +16,29 @@ is ``None`` are skipped by that step.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 
 import torch
 
-__all__ = ["FusedAdam", "FusedSGD", "TorchOptimizer", "make_optimizer"]
+__all__ = ["FusedAdam", "FusedSGD", "TorchOptimizer", "make_optimizer", "without_grad"]
+
+
+def without_grad(fn: Callable) -> Callable:
+    """``fn`` under ``torch.no_grad()``, entering it only when grad mode is on.
+
+    ``@torch.no_grad()`` costs about 5 µs per call on a CPU core, a few tenths of a percent of a
+    LeNet step; the trainers already call their steps in ``no_grad``, so the check is all they pay.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if torch.is_grad_enabled():
+            with torch.no_grad():
+                return fn(*args, **kwargs)
+        return fn(*args, **kwargs)
+
+    return wrapper
 
 
 class _Fused:
@@ -64,11 +82,9 @@ class FusedAdam(_Fused):
         # LeNet step's 1.3 ms on one CPU core); a tensor one is not.
         self._one = torch.ones((), device=self.count.device)
 
+    @without_grad
     def step(self, lr: float) -> None:
         """One Adam update with learning rate ``lr`` of every parameter that has a gradient."""
-        if torch.is_grad_enabled():  # trainers call this in no_grad already; a context costs µs
-            with torch.no_grad():
-                return self.step(lr)
         grads = [p.grad for p in self.params]
         if all(g is not None for g in grads):  # the usual step: no list to filter
             self.count.add_(self._one)
@@ -114,11 +130,9 @@ class FusedSGD(_Fused):
         # None until a parameter's first update, which starts its buffer at that gradient.
         self.buffers: list[torch.Tensor | None] = [None] * len(self.params)
 
+    @without_grad
     def step(self, lr: float) -> None:
         """One SGD update with learning rate ``lr`` of every parameter that has a gradient."""
-        if torch.is_grad_enabled():  # as FusedAdam.step
-            with torch.no_grad():
-                return self.step(lr)
         live = self._with_grad()
         if not self.momentum:
             self._update(live, lr, first=False)
