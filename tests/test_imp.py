@@ -32,8 +32,9 @@ def cell_files(root) -> list[str]:
 
 
 def cell_path(folder, seed: int, round_: int, kind: str, suffix: str = ".pt"):
-    """Where a cell lies: ``<population or sequential>/seed<s>/round<rr>_<kind><suffix>``."""
-    (path,) = folder.glob(f"*/seed{seed}/round{round_:02d}_{kind}{suffix}")
+    """Where a cell lies: ``<mode>/<population or sequential>/seed<s>/round<rr>_<kind><suffix>``
+    (``both_modes`` for rounds 0 and 1)."""
+    (path,) = folder.glob(f"*/*/seed{seed}/round{round_:02d}_{kind}{suffix}")
     return path
 
 
@@ -202,7 +203,7 @@ def test_one_shot_densities_equal_iterative_ones(lenet, tmp_path):
     for round_ in (1, 2):
         ours, theirs = one_shot.masks[(0, round_)], iterative.masks[(0, round_)]
         assert [int(m.sum()) for m in ours.values()] == [int(m.sum()) for m in theirs.values()]
-    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{recipe.key}-one_shot"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [recipe.key]
     # Round r keeps the trained dense network's largest weights, as many per layer as iterative
     # pruning keeps at round r: ranked independently here with Python's sort.
     dense = recipe.model.build(0)
@@ -294,6 +295,37 @@ def test_one_shot_prunes_the_dense_weights_to_each_rounds_density(tmp_path):
             assert torch.equal(mask[name].flatten(), oracle), (round_, name)
 
 
+@pytest.mark.parametrize(
+    ("first", "controls", "population", "shared"),
+    [
+        # Both runs' populations agree in rounds 0 and 1: 2 seeds × 2 rounds are read.
+        ("iterative", [], None, 4),
+        ("one_shot", [], None, 4),
+        # The iterative run's round-1 population also holds a control: only round 0 agrees.
+        ("iterative", ["reinit"], None, 2),
+        # Cells trained alone do not depend on their companions: rounds 0 and 1 agree again.
+        ("iterative", ["reinit"], False, 4),
+    ],
+)
+def test_the_modes_share_rounds_0_and_1_bit_for_bit(tmp_path, first, controls, population, shared):
+    """Rounds 0 and 1 are the same computation in both modes: a run after one of the other mode
+    reads their cells, and its table, curves and masks are bit for bit those of a run alone."""
+    second = "one_shot" if first == "iterative" else "iterative"
+    kwargs = dict(rounds=3, seeds=[0, 1], progress=False, population=population)
+    run(XOR, mode=first, controls=controls, cache_dir=tmp_path / "both", **kwargs)
+    after = run(XOR, mode=second, cache_dir=tmp_path / "both", **kwargs)
+    alone = run(XOR, mode=second, cache_dir=tmp_path / "alone", **kwargs)
+    assert (after.cached_cells, alone.cached_cells) == (shared, 0)
+    assert len(after.table) == len(alone.table) == 2 * 4
+    pd.testing.assert_frame_equal(after.table, alone.table, check_exact=True)
+    pd.testing.assert_frame_equal(after.history, alone.history, check_exact=True)
+    assert after.masks.keys() == alone.masks.keys()
+    assert all(after.masks[key] == mask for key, mask in alone.masks.items())
+    # Rounds 2 and 3 differ between the modes and stay in each mode's own folder.
+    later = {p.relative_to(tmp_path / "both").parts[1] for p in (tmp_path / "both").rglob("*.pt")}
+    assert later == {"both_modes", "iterative", "one_shot"}
+
+
 def test_population_equals_sequential_on_xor(tmp_path):
     kwargs = dict(rounds=2, seeds=[0, 1, 2], controls=["random", "sign"], progress=False)
     together = run(XOR, cache_dir=tmp_path / "a", **kwargs)
@@ -336,10 +368,10 @@ def test_an_interrupted_run_resumes_where_it_stopped(tmp_path, monkeypatch):
     folder = next((tmp_path / "cut").iterdir())
     # Both dense cells and the first two cells of round 1 finished, and each was saved then.
     assert cell_files(folder) == [  # cells trained one by one do not depend on each other
-        "sequential/seed0/round00_dense.pt",
-        "sequential/seed0/round01_random.pt",
-        "sequential/seed0/round01_ticket.pt",
-        "sequential/seed1/round00_dense.pt",
+        "both_modes/sequential/seed0/round00_dense.pt",
+        "both_modes/sequential/seed0/round01_random.pt",
+        "both_modes/sequential/seed0/round01_ticket.pt",
+        "both_modes/sequential/seed1/round00_dense.pt",
     ]
     resumed = run(XOR, cache_dir=tmp_path / "cut", **kwargs)
     assert resumed.cached_cells == 4
@@ -350,9 +382,7 @@ def test_changing_the_recipe_uses_another_cache_folder(tmp_path):
     run(XOR, rounds=0, cache_dir=tmp_path, progress=False)
     other = run(XOR, rounds=0, cache_dir=tmp_path, progress=False, lr=0.01)
     assert other.cached_cells == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        [f"{XOR.key}-iterative", f"{XOR.replace(lr=0.01).key}-iterative"]
-    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([XOR.key, XOR.replace(lr=0.01).key])
 
 
 @pytest.mark.parametrize(
@@ -413,9 +443,9 @@ def test_a_round_of_several_mlp_cells_trains_as_one_population_by_default(tmp_pa
     """``population=None``: an MLP round of several cells is one population (round 0's and round
     1's, one folder each); a one-cell round trains alone (``sequential/``)."""
     run(XOR, rounds=1, seeds=[0, 1], controls=["reinit"], cache_dir=tmp_path, progress=False)
-    folders = {p.relative_to(tmp_path).parts[1] for p in tmp_path.rglob("*.pt")}
+    folders = {p.relative_to(tmp_path).parts[2] for p in tmp_path.rglob("*.pt")}
     assert len(folders) == 2 and all(f.startswith("population-") for f in folders), folders
     run(XOR, rounds=0, seeds=[5], cache_dir=tmp_path / "one", progress=False)
-    assert {p.relative_to(tmp_path / "one").parts[1] for p in (tmp_path / "one").rglob("*.pt")} == {
+    assert {p.relative_to(tmp_path / "one").parts[2] for p in (tmp_path / "one").rglob("*.pt")} == {
         "sequential"
     }

@@ -87,7 +87,7 @@ def test_the_population_a_cell_was_trained_in_is_part_of_its_identity(finished, 
     again = run(XOR, cache_dir=copy, **RUN)
     assert again.cached_cells == 14
     assert_identical(again, reference)
-    folders = {p.relative_to(copy).parts[1] for p in cells(copy)}
+    folders = {p.relative_to(copy).parts[2] for p in cells(copy)}
     assert len(folders) == 6  # per grouping: round 0's population and the later rounds'
 
 
@@ -120,7 +120,7 @@ def damage_and_rerun(finished, tmp_path, damage, warning: str):
 
 def test_a_folder_where_a_cell_should_be(finished, tmp_path):
     def folder_for_file(experiment):
-        (path,) = experiment.glob("population-*/seed1/round01_sign.pt")
+        (path,) = experiment.glob("both_modes/population-*/seed1/round01_sign.pt")
         path.unlink()
         path.mkdir()
 
@@ -131,7 +131,7 @@ def test_a_file_where_a_seed_folder_should_be(finished, tmp_path):
     def file_for_folder(experiment):
         import shutil
 
-        (folder,) = experiment.glob("population-*/seed1/round01_ticket.pt")
+        (folder,) = experiment.glob("both_modes/population-*/seed1/round01_ticket.pt")
         shutil.rmtree(folder.parent)
         folder.parent.write_text("not a folder")
 
@@ -154,7 +154,7 @@ def test_a_checksum_valid_payload_of_the_wrong_structure(finished, tmp_path, cha
         import hashlib
         import json
 
-        (path,) = experiment.glob("population-*/seed0/round01_ticket.pt")
+        (path,) = experiment.glob("both_modes/population-*/seed0/round01_ticket.pt")
         payload = torch.load(path, weights_only=True)
         change(payload)
         torch.save(payload, path)

@@ -307,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
         "what",
         nargs="*",
         metavar="WHAT",
-        help="folders to remove, relative to the cache: imp, mnist, imp/KEY-MODE "
+        help="folders to remove, relative to the cache: imp, mnist, imp/KEY "
         "(default: all but mnist)",
     )
     clean.add_argument("--yes", action="store_true", help="really remove them")
@@ -889,7 +889,7 @@ def _cache_clean(args: argparse.Namespace) -> int:
         targets = [_target(root, what) for what in args.what]
     else:
         targets = [path for path in entries if path.name not in DATASETS]
-    # Each once, and none inside another (imp and imp/KEY-MODE: imp).
+    # Each once, and none inside another (imp and imp/KEY: imp).
     targets = [t for t in dict.fromkeys(targets) if not any(o in t.parents for o in targets)]
     if not targets:
         print(f"nothing to remove in {root}")

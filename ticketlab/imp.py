@@ -9,10 +9,15 @@ a fraction of the surviving weights by magnitude, reset the survivors to the rew
 * ``mode="one_shot"``: every round prunes the dense network's trained weights to round r's density
   (so round r of both modes has the same density; only the weights ranked differ).
 
-Every (seed, round, kind) cell is cached under ``cache_dir()/imp/<recipe key>-<mode>/`` as soon as
-it finishes: rerunning a finished experiment only reads files, and a run killed mid-way resumes at
-the first missing cell. Each round's cells of a seed group (``group_size``; default all seeds)
-train together as one population where that is faster (``ticketlab.population.train_many``).
+Every (seed, round, kind) cell is cached under ``cache_dir()/imp/<recipe key>/`` as soon as it
+finishes: rerunning a finished experiment only reads files, and a run killed mid-way resumes at
+the first missing cell. Rounds 0 and 1 are the same computation in both modes (round 1 prunes the
+dense network's weights either way), so their cells live in ``both_modes/`` and a one-shot run
+after an iterative one (or the other way round) reads them instead of training them again; later
+rounds live in ``iterative/`` or ``one_shot/``. Each round's cells of a seed group
+(``group_size``; default all seeds) train together as one population where that is faster
+(``ticketlab.population.train_many``); cells of rounds 0 and 1 are shared only between runs whose
+populations there are made up alike (the same seeds, kinds and grouping).
 
 **Bit-identical resumption.** A population's members round differently with other companions
 (the last member of a stack sits in the tail of the vectorized kernels), so a cell's exact bits
@@ -217,9 +222,7 @@ def run(
         raise ValueError(f"rewind_step={k} must be smaller than steps={rec.train.steps}")
     dev = pick_device(device)
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "imp"
-    cache = ResultCache(
-        root / f"{rec.key}-{mode}", f"{rec.canonical};mode={mode}", results_version("ticketlab.imp")
-    )
+    cache = ResultCache(root / rec.key, rec.canonical, results_version("ticketlab.imp"))
     draws = rec.prune.control_draws
     kinds = ("ticket", *(_draw_name(c, d) for c in CONTROLS if c in controls for d in range(draws)))
     state = _Run(rec, mode, cache, kinds, population, dev)
@@ -352,20 +355,26 @@ class _Run:
         dense = None if round_ == 0 else self._unit(group, 0)
         return {"seeds": list(group), "kinds": list(self._kinds(round_)), "dense": dense}
 
+    def _mode_of(self, round_: int) -> str:
+        """Whose cells round ``round_``'s are: "both_modes" for rounds 0 and 1, which iterative
+        and one-shot pruning compute alike (the dense network, then its weights pruned once),
+        else this run's mode."""
+        return "both_modes" if round_ <= 1 else self.mode
+
     def _name(self, unit: dict | None, seed: int, round_: int, kind: str) -> str:
-        """The cell's place: one folder per population make-up (``_unit``), "sequential" for
-        cells trained alone."""
+        """The cell's place: its mode's folder (``_mode_of``), then one folder per population
+        make-up (``_unit``), "sequential" for cells trained alone."""
         if unit is None:
             folder = "sequential"
         else:
             digest = hashlib.sha256(json.dumps(unit, sort_keys=True).encode()).hexdigest()
             folder = f"population-{digest[:12]}"
-        return f"{folder}/seed{seed}/round{round_:02d}_{kind}"
+        return f"{self._mode_of(round_)}/{folder}/seed{seed}/round{round_:02d}_{kind}"
 
     def _coordinates(self, unit: dict | None, seed: int, round_: int, kind: str) -> dict:
         """Which cell an entry is: its manifest names them and a load checks them."""
-        return {"recipe": self.rec.key, "mode": self.mode, "seed": seed, "round": round_,
-                "kind": kind, "population": unit}  # fmt: skip
+        return {"recipe": self.rec.key, "mode": self._mode_of(round_), "seed": seed,
+                "round": round_, "kind": kind, "population": unit}  # fmt: skip
 
     # -- stages -----------------------------------------------------------------------------
 
@@ -435,7 +444,10 @@ class _Run:
             point = None
             if kind == "dense":
                 point = result.checkpoints[k] if k else self.rec.model.build(seed).state_dict()
-            keep = kind == "dense" or (kind == "ticket" and self.mode == "iterative")
+            # Round 1's ticket keeps its weights in both modes: an iterative run ranks them next.
+            keep = kind == "dense" or (
+                kind == "ticket" and (self.mode == "iterative" or round_ == 1)
+            )
             weights = result.model.state_dict() if keep else None
             self._remember(seed, kind, point, weights)
             if store:
