@@ -128,13 +128,22 @@ def fake_venv(checkout) -> Path:
     """A .venv whose python records pip, compileall and pytest calls (and their environment).
 
     pytest exits with $UNIT_EXIT for the tests/ stage and $NOTEBOOK_EXIT for the nbval stage,
-    pip with $PIP_EXIT.
+    pip with $PIP_EXIT ($UPGRADE_EXIT for ``--upgrade pip``); its pip is $FAKE_PIP_VERSION
+    (default 26.0).
     Returns the log file.
     """
     log = checkout / "calls.log"
     write_program(
         checkout / ".venv" / "bin" / "python",
         f"""\
+if [[ "$1" == -c && "$2" == *'version("pip")'* ]]; then
+    echo "${{FAKE_PIP_VERSION:-26.0}}"
+    exit 0
+fi
+if [[ "$1" == -m && "$2" == pip && " $* " == *" --upgrade pip "* ]]; then
+    echo "${{*:2}}" >> "{log}"
+    exit "${{UPGRADE_EXIT:-0}}"
+fi
 if [[ "$1" == -m && ( "$2" == pip || "$2" == pytest || "$2" == compileall ) ]]; then
     echo "${{*:2}} | QUICK=${{TICKETLAB_QUICK:-}} MPLBACKEND=${{MPLBACKEND:-}}" >> "{log}"
     if [[ "$2" == pytest ]]; then
@@ -195,6 +204,40 @@ def test_a_requested_torch_is_installed_from_the_planned_index(checkout, fake_ve
     assert [call.split(" | ")[0] for call in calls(fake_venv)][-1] == (
         f"compileall -q -j 0 {checkout / '.venv' / 'lib'}"
     )
+
+
+UPGRADE = f"{PIP} --retries 0 --timeout 15 --upgrade pip"
+
+
+@pytest.mark.parametrize(
+    "pip_version, upgrade_exit, upgraded, ok",
+    [
+        pytest.param("26.0", "0", False, True, id="recent-pip-kept"),
+        pytest.param("25.0.1", "0", False, True, id="pip-25-kept"),
+        pytest.param("23.2.1", "0", True, True, id="old-pip-upgraded"),
+        pytest.param("23.2.1", "1", True, True, id="old-pip-kept-when-no-newer"),
+        pytest.param("21.0", "1", True, False, id="too-old-pip-must-upgrade"),
+    ],
+)
+def test_an_old_pip_is_upgraded_first_and_only_required_where_it_must_be(
+    checkout, fake_venv, pip_version, upgrade_exit, upgraded, ok
+):
+    fake_machine(checkout, system="Linux", gpu=False, cpu_index_up=True)
+    result = run_workbook(
+        checkout, "setup", FAKE_PIP_VERSION=pip_version, UPGRADE_EXIT=upgrade_exit
+    )
+    assert (result.returncode == 0) == ok, result.stdout + result.stderr
+    pip_calls = [call.split(" | ")[0] for call in calls(fake_venv) if call.startswith("pip")]
+    upgrades = [call for call in pip_calls if "--upgrade pip" in call]
+    assert len(upgrades) == int(upgraded)
+    if upgraded:
+        assert pip_calls[0] == (UPGRADE if pip_version != "21.0" else f"{PIP} --upgrade pip")
+    if ok:
+        assert pip_calls[-1] == f"{PIP} -e .[lab,dev,cluster,course]"
+    if upgrade_exit == "1" and ok:
+        assert f"keeping pip {pip_version}" in result.stdout + result.stderr
+    if not ok:
+        assert not any(call.endswith("-e .[lab,dev,cluster,course]") for call in pip_calls)
 
 
 def test_test_runs_unit_tests_then_notebooks_in_quick_mode(checkout, fake_venv):
