@@ -132,7 +132,6 @@ def _shared(model):
     "make",
     [
         lambda: tl.conv4(seed=0, width=4),  # convolutions
-        lambda: tl.xor_mlp(),  # one logit: binary cross-entropy
         lambda: tl.resnet(8, 4),  # not a Sequential of plain layers
         lambda: nn.Sequential(nn.Linear(4, 3), nn.Dropout(0.5), nn.Linear(3, 2)),
         lambda: nn.Sequential(_ScaledLinear(4, 3), nn.ReLU(), nn.Linear(3, 2)),  # a subclass
@@ -143,7 +142,7 @@ def _shared(model):
         lambda: _with_hook(nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))),
         lambda: _shared(nn.Sequential(OrderedDict(fc1=nn.Linear(3, 3), fc2=nn.Linear(3, 3)))),
     ],
-    ids=["conv", "one-logit", "resnet", "dropout", "subclass", "inplace", "act-last", "act-first",
+    ids=["conv", "resnet", "dropout", "subclass", "inplace", "act-last", "act-first",
          "flatten0", "hook", "shared"],
 )  # fmt: skip
 def test_other_models_are_left_to_autograd(make):
@@ -319,3 +318,73 @@ def test_a_gradient_already_there_is_replaced_not_added_to():
     _same_bits(losses, losses_a)
     for name, g in grads_a.items():
         _same_bits(got[name], g)  # the second batch's gradients alone
+
+
+# One logit: binary cross-entropy with logits (the XOR lab's networks).
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_one_logit_gradients_and_loss_are_autograds_bit_for_bit(activation, dtype):
+    """The oracle: binary cross-entropy with logits through the module's forward and backward."""
+    model = tl.xor_mlp(10, activation, seed=3).to(dtype)
+    gen = torch.Generator().manual_seed(5)
+    X = torch.randn(60, 2, generator=gen, dtype=dtype) * 3  # 1/60: not a power of two
+    y = torch.randint(2, (60,), generator=gen)
+    oracle = copy.deepcopy(model)
+    loss_a = F.binary_cross_entropy_with_logits(oracle(X).squeeze(-1), y.to(dtype))
+    loss_a.backward()
+    loss_b, grads_b = _by_hand(copy.deepcopy(model), X, y)
+    assert torch.equal(loss_a.detach(), loss_b)
+    for name, p in oracle.named_parameters():
+        assert grads_b[name].shape == p.grad.shape and grads_b[name].is_contiguous(), name
+        assert torch.equal(p.grad, grads_b[name]), name
+
+
+def test_a_population_of_one_logit_networks_matches_autograd_bit_for_bit():
+    """Fifty XOR networks, some no longer alive, one diverged."""
+    models = [tl.xor_mlp(10, seed=s) for s in range(50)]
+    net = _stacked(models)
+    with torch.no_grad():
+        net.params["fc1.weight"][7, 0, 0] = float("nan")
+    gen = torch.Generator().manual_seed(8)
+    X, y = torch.randn(50, 6, 2, generator=gen) * 2, torch.randint(2, (50, 6), generator=gen)
+    alive = torch.rand(50, generator=gen) > 0.2
+    alive[7] = False
+    loss_a, grads_a = _population_autograd(net, X, y, alive)
+    loss_b, grads_b = _population_by_hand(net, models[0], X, y, alive)
+    assert loss_b.shape == (50,) and loss_b[7].isnan()
+    _same_bits(loss_a, loss_b)
+    for name, g in grads_a.items():
+        assert grads_b[name].shape == g.shape and grads_b[name].is_contiguous(), name
+        _same_bits(g, grads_b[name])
+
+
+def test_xor_training_by_hand_equals_autograds_for_one_network_and_a_population(monkeypatch):
+    """``train`` and ``train_population`` on XOR, masked, 300 Adam steps: the same weights and
+    histories with the by-hand step as with autograd's."""
+    data = tl.xor()
+    seeds = list(range(6))
+    masks = [tl.prune.units(tl.xor_mlp(10, seed=s), tl.Mask.ones(tl.xor_mlp(10)), 4) for s in seeds]
+    fit = {"steps": 300, "batch_size": 4, "lr": 0.01, "eval_every": 100, "progress": False}
+
+    def run():
+        one = tl.xor_mlp(10, "tanh", seed=11)
+        single = tl.train(one, data, mask=masks[0], **fit)
+        many = [tl.xor_mlp(10, seed=s) for s in seeds]
+        results = tl.train_population(many, data, masks=masks, data_seeds=seeds, **fit)
+        return [one, *many], [single, *results]
+
+    fast_models, fast = run()
+    calls = []
+
+    def no_by_hand(cls, model, stacked=None):
+        calls.append(1)
+
+    monkeypatch.setattr(MLPGrad, "of", classmethod(no_by_hand))  # train's and populations' own
+    slow_models, slow = run()
+    assert len(calls) >= 2, "train and train_population did not ask for the by-hand path"
+    for i, (a, b) in enumerate(zip(fast, slow, strict=True)):
+        assert a.history.equals(b.history), i
+        for name, w in fast_models[i].state_dict().items():
+            assert torch.equal(w, slow_models[i].state_dict()[name]), (i, name)

@@ -266,6 +266,24 @@ def test_batch_indices_epochs_are_permutations_in_the_documented_order():
     assert sorted(train_module.epoch_permutations([seed], 1, n)[0].tolist()) == list(range(n))
 
 
+@pytest.mark.parametrize("keys_per_block", [1, 24, 2**16])
+def test_epochs_shuffled_in_blocks_are_the_documented_permutations(monkeypatch, keys_per_block):
+    """A small dataset's epochs are shuffled several at a time; each is still the documented
+    permutation, across block boundaries and when resuming inside a block."""
+    monkeypatch.setattr(train_module, "_KEYS_PER_BLOCK", keys_per_block)  # blocks of 1, 2, 5461
+    n, seeds = 4, [7, 0, 2**40 + 3]
+    for start in (0, 3, 10):
+        batches = list(batch_indices(n, 4, seeds, start, 23, torch.device("cpu")))
+        assert len(batches) == 23 - start
+        for step, rows in enumerate(batches, start=start):
+            for i, seed in enumerate(seeds):
+                assert rows[i].tolist() == reference_permutation(seed & 0xFFFFFFFF, step, n)
+    single = list(batch_indices(10, 3, 5, 2, 14, torch.device("cpu")))  # 3 batches per epoch
+    for step, idx in enumerate(single, start=2):
+        epoch, k = divmod(step, 3)
+        assert idx.tolist() == reference_permutation(5, epoch, 10)[3 * k : 3 * k + 3]
+
+
 def test_batch_indices_for_many_seeds_stack_the_single_seed_streams():
     many = list(batch_indices(12, 4, [3, 0, 3], 2, 8, torch.device("cpu")))
     singles = [list(batch_indices(12, 4, s, 2, 8, torch.device("cpu"))) for s in (3, 0, 3)]

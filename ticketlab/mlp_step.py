@@ -9,25 +9,27 @@ the ones ``loss.backward()`` writes (``tests/test_mlp_step.py`` checks that agai
 the independent oracle). For a layer ``h = act(x Wᵀ + b)`` with upstream gradient ``g``
 (shape (B, out)), and cross-entropy ``L = mean(nll(log_softmax(z)))`` on top:
 
-* ``∂L/∂z``:  ``_log_softmax_backward_data(nll_loss_backward(1, …))``
+* ``∂L/∂z``:  ``_log_softmax_backward_data(nll_loss_backward(1, …))``; for one logit (binary
+  cross-entropy with logits, as ``training.mean_loss``), autograd's formula
+  ``(sigmoid(z) − y) · 1 / B``
 * ``∂L/∂W = gᵀ x`` (``torch.mm(g.t(), x)``, shape (out, in), W's own layout)
 * ``∂L/∂b = Σ_batch g`` and ``∂L/∂x = g W``, then through the activation of the layer below:
   ``threshold_backward(·, h, 0)`` for ReLU, ``tanh_backward(·, h)`` for tanh.
 
 Which models: an ``nn.Sequential`` of ``Flatten`` (the default dims), ``Linear`` and ``ReLU`` /
 ``Tanh`` (exact types: a subclass may compute something else), a ``Linear`` first (after an
-optional ``Flatten``) and last, with at least two classes (one
-logit uses binary cross-entropy: autograd trains those), no hooks and no shared parameters.
+optional ``Flatten``) and last, no hooks and no shared parameters.
 ``MLPGrad.of(model)`` is None for anything else, and a call returns None (nothing written) for
 inputs it was not written for; the caller then uses autograd.
 
 **A population of MLPs** (``ticketlab.population``): ``MLPGrad.of(model, stacked=params)`` does the
 same for N members whose parameters are stacked along a leading dimension, Linear weights stored
 transposed as (N, in, out). It reproduces the population's autograd step bit for bit: forward by
-``baddbmm``; each member's loss ``L_i`` is its mean cross-entropy (reduction "none", then a mean
-over the batch); the gradient is that of ``Σ_i alive_i · L_i``, the population's
-``torch.where(alive, losses, 0).sum().backward()``, so per example ``alive_i / B`` enters
-``nll_loss_backward`` (reduction "none"). Per layer, with g of shape (N, B, out):
+``baddbmm``; each member's loss ``L_i`` is its mean cross-entropy, or binary cross-entropy for
+one logit (reduction "none", then a mean over the batch); the gradient is that of
+``Σ_i alive_i · L_i``, the population's ``torch.where(alive, losses, 0).sum().backward()``, so per
+example ``alive_i / B`` enters ``nll_loss_backward`` (reduction "none"), or multiplies
+``sigmoid(z) − y``. Per layer, with g of shape (N, B, out):
 ``∂L/∂W = xᵀ g`` (``x.transpose(1, 2).bmm(g)``, (N, in, out)), ``∂L/∂b = Σ_batch g`` and
 ``∂L/∂x = g Wᵀ`` (``g.bmm(w.transpose(1, 2))``).
 """
@@ -71,7 +73,7 @@ def _plain_layers(model: nn.Module) -> list[tuple[str, nn.Module]] | None:
     )
     if not plain or not linears or type(modules[-1]) is not nn.Linear:
         return None
-    if linears[-1].out_features < 2 or any(type(m) is nn.Flatten for m in modules[1:]):
+    if any(type(m) is nn.Flatten for m in modules[1:]):
         return None
     if type(next(m for m in modules if type(m) is not nn.Flatten)) is not nn.Linear:
         return None  # an activation first would work in place on the caller's batch
@@ -91,8 +93,9 @@ class MLPGrad:
 
     ``MLPGrad.of(model)`` (None unless the module docstring's conditions hold); then
     ``grads(X, y)`` with X (B, ...) on the model's device and y (B,) int64 class indices returns
-    the batch's mean cross-entropy (a 0-d tensor) after setting ``.grad`` of every parameter
-    that requires one to what ``loss.backward()`` would write into gradients that were ``None``.
+    the batch's mean cross-entropy (binary for one logit; a 0-d tensor) after setting ``.grad``
+    of every parameter that requires one to what ``loss.backward()`` would write into gradients
+    that were ``None``.
     A gradient already there is replaced, not added to as ``backward()`` would: a trainer calling
     this every step needs no ``zero_grad``.
 
@@ -105,6 +108,8 @@ class MLPGrad:
     def __init__(self, layers: list[tuple[str, nn.Module]], stacked=None) -> None:
         self.flatten = type(layers[0][1]) is nn.Flatten
         self.stacked = stacked is not None
+        # One logit: binary cross-entropy with logits, as training.mean_loss computes it.
+        self.binary = [m for _, m in layers if type(m) is nn.Linear][-1].out_features == 1
         # The plan, decided once: (weight, bias) per Linear, or the activation's name.
         self.plan = []
         for name, m in layers:
@@ -147,6 +152,8 @@ class MLPGrad:
 
     def _loss_and_grad(self, z, y, alive):
         """The loss (0-d, or (N,) stacked) and its gradient with respect to the logits z."""
+        if self.binary:
+            return self._binary_loss_and_grad(z, y, alive)
         if not self.stacked:
             logp = torch._log_softmax(z, 1, False)
             loss, total_weight = _aten.nll_loss_forward(logp, y, None, _MEAN, _IGNORE_INDEX)
@@ -166,6 +173,22 @@ class MLPGrad:
         )
         g = torch._log_softmax_backward_data(g, logp, 1, logp.dtype)
         return losses, g.view(n, b, c)
+
+    def _binary_loss_and_grad(self, z, y, alive):
+        """``_loss_and_grad`` for one logit: autograd's derivative of binary cross-entropy with
+        logits, (sigmoid(z) − y) times the upstream gradient (÷ B for the mean), through
+        ``squeeze(-1)``; z is (B, 1), or (N, B, 1) stacked."""
+        logit = z.squeeze(-1)
+        target = y.to(z.dtype)
+        if not self.stacked:
+            loss = torch.binary_cross_entropy_with_logits(logit, target, None, None, _MEAN)
+            g = (logit.sigmoid() - target) * torch.ones_like(loss)
+            return loss, (g / logit.numel()).unsqueeze(-1)
+        n, b = logit.shape
+        per_example = torch.binary_cross_entropy_with_logits(logit, target, None, None, _NONE)
+        # Autograd's chain for sum → where → mean: a member's weight alive_i, spread as 1/B.
+        upstream = alive.to(z.dtype).unsqueeze(-1).expand(n, b) / b
+        return per_example.mean(-1), ((logit.sigmoid() - target) * upstream).unsqueeze(-1)
 
     @without_grad
     def grads(

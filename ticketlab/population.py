@@ -7,8 +7,9 @@ dimension and each step runs all members at once, in one of two ways behind one 
 
 * **MLPs** (``nn.Sequential`` of ``Flatten``, ``Linear``, ``ReLU``, ``Tanh``: ``xor_mlp``,
   ``lenet_300_100``): one batched matmul (``torch.baddbmm``) per layer, hand-written because it
-  is as fast as ``torch.func`` or faster for them (``benchmarks/population.py``); with
-  cross-entropy, the backward pass by hand too (``ticketlab.mlp_step``, autograd's bits).
+  is as fast as ``torch.func`` or faster for them (``benchmarks/population.py``); the backward
+  pass by hand too (``ticketlab.mlp_step``, autograd's bits; cross-entropy, or binary
+  cross-entropy for one logit).
 * **Any other module** (conv nets, ResNets with BatchNorm): PyTorch's model-ensembling recipe,
   ``torch.func.stack_module_state`` + ``functional_call`` + ``vmap``. BatchNorm's running
   statistics are stacked buffers too, so each member keeps its own, updated in training mode and

@@ -315,10 +315,25 @@ def epoch_permutations(
     never tie, and it is computed with integer tensor ops, so the order is the same on every device
     and many seeds are shuffled in one call (which population training relies on).
     """
-    base = torch.tensor([s & _MASK32 for s in seeds], dtype=torch.int64, device=device)
-    base = _hash32(_hash32(base) ^ (epoch & _MASK32))
-    keys = _hash32(base.unsqueeze(1) ^ torch.arange(n, device=device))
-    return torch.argsort(keys, dim=1)
+    return _permutations(seeds, epoch, epoch + 1, n, device)[0]
+
+
+def _permutations(seeds, first: int, end: int, n: int, device) -> torch.Tensor:
+    """``epoch_permutations`` for epochs ``first`` … ``end - 1`` in one call: (epochs, seeds, n).
+
+    Integer ops and a sort of keys that never tie: each epoch's rows are exactly the ones a call
+    for that epoch alone gives.
+    """
+    base = _hash32(torch.tensor([s & _MASK32 for s in seeds], dtype=torch.int64, device=device))
+    epochs = torch.arange(first, end, dtype=torch.int64, device=device) & _MASK32
+    base = _hash32(base.unsqueeze(0) ^ epochs.unsqueeze(1))
+    keys = _hash32(base.unsqueeze(-1) ^ torch.arange(n, device=device))
+    return torch.argsort(keys, dim=-1)
+
+
+# How many keys ``batch_indices`` sorts at once: epochs of a small dataset (XOR's four examples
+# make an epoch of one step) are shuffled in blocks instead of a dozen small tensor ops a step.
+_KEYS_PER_BLOCK = 2**16
 
 
 def batch_indices(
@@ -343,14 +358,20 @@ def batch_indices(
     single = isinstance(seeds, int)
     seed_list = [seeds] if single else list(seeds)
     per_epoch = n // batch_size
-    epoch, perms = None, None
+    last_epoch = (end_step - 1) // per_epoch if end_step > start_step else 0
+    per_block = max(1, _KEYS_PER_BLOCK // (len(seed_list) * n))
+    first, block = None, None
     for step in range(start_step, end_step):
-        if step // per_epoch != epoch:
-            epoch = step // per_epoch
-            perms = epoch_permutations(seed_list, epoch, n, device)
-            perms = perms[0] if single else perms
+        epoch = step // per_epoch
+        if block is None or not first <= epoch < first + len(block):
+            first = epoch
+            block = _permutations(
+                seed_list, first, min(first + per_block, last_epoch + 1), n, device
+            )
+            if single:
+                block = block[:, 0]
         # narrow, not perms[..., a:b]: the same view without Python indexing's few microseconds
-        yield perms.narrow(-1, (step % per_epoch) * batch_size, batch_size)
+        yield block[epoch - first].narrow(-1, (step % per_epoch) * batch_size, batch_size)
 
 
 def check_steps(cfg: TrainConfig, start_step: int, checkpoint_steps: Sequence[int]) -> None:
