@@ -182,8 +182,8 @@ class MLPGrad:
         target = y.to(z.dtype)
         if not self.stacked:
             loss = torch.binary_cross_entropy_with_logits(logit, target, None, None, _MEAN)
-            g = (logit.sigmoid() - target) * torch.ones_like(loss)
-            return loss, (g / logit.numel()).unsqueeze(-1)
+            # The upstream gradient is 1 (× 1 is exact), spread over the batch by the mean.
+            return loss, ((logit.sigmoid() - target) / logit.numel()).unsqueeze(-1)
         n, b = logit.shape
         per_example = torch.binary_cross_entropy_with_logits(logit, target, None, None, _NONE)
         # Autograd's chain for sum → where → mean: a member's weight alive_i, spread as 1/B.

@@ -358,16 +358,14 @@ def batch_indices(
     single = isinstance(seeds, int)
     seed_list = [seeds] if single else list(seeds)
     per_epoch = n // batch_size
-    last_epoch = (end_step - 1) // per_epoch if end_step > start_step else 0
+    end_epoch = (end_step - 1) // per_epoch + 1
     per_block = max(1, _KEYS_PER_BLOCK // (len(seed_list) * n))
     first, block = None, None
     for step in range(start_step, end_step):
         epoch = step // per_epoch
-        if block is None or not first <= epoch < first + len(block):
+        if block is None or epoch - first == len(block):  # epochs only count up
             first = epoch
-            block = _permutations(
-                seed_list, first, min(first + per_block, last_epoch + 1), n, device
-            )
+            block = _permutations(seed_list, first, min(first + per_block, end_epoch), n, device)
             if single:
                 block = block[:, 0]
         # narrow, not perms[..., a:b]: the same view without Python indexing's few microseconds
